@@ -1,0 +1,122 @@
+// kiln public API: parse an ONNX model, build an engine, serialize it to a plan,
+// load the plan and run it. Shaped like TensorRT's builder/runtime split:
+//
+//   auto net = kiln::parse_onnx("model.onnx");            // Network
+//   kiln::BuilderConfig cfg;                               // device, batch, passes
+//   std::vector<uint8_t> plan = kiln::Builder(cfg).build(*net);
+//   auto engine = kiln::Runtime().deserialize(plan);       // needs no ONNX file
+//   auto ctx = engine->create_context();
+//   auto outputs = ctx->run({{"input", tensor}});
+//
+// All failures a caller can cause throw kiln::Error (see error.h).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "kiln/error.h"
+#include "kiln/types.h"
+
+namespace kiln {
+
+const char* version();  // "MAJOR.MINOR.PATCH"
+
+enum class Severity { kError = 0, kWarning = 1, kInfo = 2, kVerbose = 3 };
+// Receives diagnostics from parse/build/run. The default logger prints
+// warnings and errors to stderr.
+class Logger {
+ public:
+  virtual ~Logger() = default;
+  virtual void log(Severity severity, const std::string& message) = 0;
+};
+void set_logger(Logger* logger);  // nullptr restores the default
+
+enum class Device { kCpu, kCuda };
+
+struct TensorInfo {
+  std::string name;
+  DataType dtype = DataType::kFloat32;
+  std::vector<int64_t> shape;
+  int batch_axis = -1;  // axis that scales with the batch, -1 if none
+};
+
+// One layer as a user sees it in `kiln inspect`.
+struct LayerInfo {
+  std::string name;
+  std::string op_type;
+  std::string path;       // "kernel", "expanded:<OpType>", "plugin"
+  std::string precision;  // "fp32", ...
+  std::string tactic;     // kernel chosen for this layer ("" before build)
+  std::vector<TensorInfo> inputs;   // constant inputs (weights) included
+  std::vector<TensorInfo> outputs;
+  std::vector<std::string> fused;   // source nodes merged into this layer
+};
+
+struct NetworkSummary {
+  std::vector<TensorInfo> inputs, outputs;
+  std::vector<LayerInfo> layers;
+  int64_t launches = 0;        // kernel launches per inference
+  int64_t weight_bytes = 0;
+};
+
+class Network;  // a parsed model (graph IR + weights)
+
+struct ParseOptions {
+  int batch = 0;  // value for a symbolic batch dimension; 0 = model's or 1
+};
+std::unique_ptr<Network> parse_onnx(const std::string& path, const ParseOptions& opts = {});
+std::unique_ptr<Network> parse_onnx_bytes(const std::string& bytes, const std::string& base_dir,
+                                          const ParseOptions& opts = {});
+NetworkSummary summarize(const Network& network);
+void destroy(Network* network);
+struct NetworkDeleter { void operator()(Network* n) const { destroy(n); } };
+
+struct BuilderConfig {
+  Device device = Device::kCpu;
+  bool optimize = true;  // run graph passes
+};
+
+class Builder {
+ public:
+  explicit Builder(BuilderConfig config = {});
+  // Builds an engine for `network` and returns the serialized plan.
+  std::vector<uint8_t> build(const Network& network) const;
+
+ private:
+  BuilderConfig config_;
+};
+
+class ExecutionContext {
+ public:
+  virtual ~ExecutionContext() = default;
+  // Runs one inference. Every network input must be given with its exact
+  // dtype and shape; returns every network output by name.
+  virtual std::map<std::string, HostTensor> run(const std::map<std::string, HostTensor>& inputs) = 0;
+};
+
+class Engine {
+ public:
+  virtual ~Engine() = default;
+  virtual const std::vector<TensorInfo>& inputs() const = 0;
+  virtual const std::vector<TensorInfo>& outputs() const = 0;
+  virtual NetworkSummary summary() const = 0;
+  virtual std::string device() const = 0;  // target the plan was built for
+  virtual std::unique_ptr<ExecutionContext> create_context() const = 0;
+};
+
+class Runtime {
+ public:
+  // Refuses (kBadInput) a plan with bad magic/checksum, another format
+  // version or another target device, naming what differs.
+  std::unique_ptr<Engine> deserialize(const std::vector<uint8_t>& plan, const std::string& origin = "<memory>") const;
+  std::unique_ptr<Engine> load(const std::string& plan_path) const;
+};
+
+// Writes `bytes` to `path` atomically (temp file + rename).
+void write_file_atomic(const std::string& path, const std::vector<uint8_t>& bytes);
+std::vector<uint8_t> read_file(const std::string& path);
+
+}  // namespace kiln

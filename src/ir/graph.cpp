@@ -72,6 +72,17 @@ std::string Graph::unique_name(const std::string& base) const {
   }
 }
 
+void Graph::rename(Value* v, const std::string& new_name) {
+  if (v->name == new_name) return;
+  if (values_.count(new_name)) throw_internal("rename: tensor name '" + new_name + "' is taken");
+  auto it = values_.find(v->name);
+  if (it == values_.end() || it->second.get() != v) throw_internal("rename: value not in graph");
+  auto own = std::move(it->second);
+  values_.erase(it);
+  own->name = new_name;
+  values_[new_name] = std::move(own);
+}
+
 Node* Graph::add_node(std::string op_type, std::string name, std::vector<Value*> ins, std::vector<Value*> outs) {
   auto n = std::make_unique<Node>();
   n->op_type = std::move(op_type);

@@ -76,6 +76,7 @@ class Graph {
   Value* add_value(const std::string& name);     // throws if the name exists
   Value* add_constant(const std::string& name, Tensor t);
   std::string unique_name(const std::string& base) const;
+  void rename(Value* v, const std::string& new_name);  // throws if the name is taken
 
   Node* add_node(std::string op_type, std::string name, std::vector<Value*> inputs,
                  std::vector<Value*> outputs);

@@ -67,12 +67,13 @@ class Network;  // a parsed model (graph IR + weights)
 struct ParseOptions {
   int batch = 0;  // value for a symbolic batch dimension; 0 = model's or 1
 };
-std::unique_ptr<Network> parse_onnx(const std::string& path, const ParseOptions& opts = {});
-std::unique_ptr<Network> parse_onnx_bytes(const std::string& bytes, const std::string& base_dir,
-                                          const ParseOptions& opts = {});
-NetworkSummary summarize(const Network& network);
+// Network is opaque outside the library, so its owner deletes it through destroy().
 void destroy(Network* network);
 struct NetworkDeleter { void operator()(Network* n) const { destroy(n); } };
+using NetworkPtr = std::unique_ptr<Network, NetworkDeleter>;
+NetworkPtr parse_onnx(const std::string& path, const ParseOptions& opts = {});
+NetworkPtr parse_onnx_bytes(const std::string& bytes, const std::string& base_dir, const ParseOptions& opts = {});
+NetworkSummary summarize(const Network& network);
 
 struct BuilderConfig {
   Device device = Device::kCpu;

@@ -89,7 +89,8 @@ Node* Graph::add_node(std::string op_type, std::string name, std::vector<Value*>
   n->name = std::move(name);
   n->inputs = std::move(ins);
   n->outputs = std::move(outs);
-  for (Value* o : n->outputs) o->producer = n.get();
+  for (Value* o : n->outputs)
+    if (o) o->producer = n.get();
   Node* raw = n.get();
   nodes_.push_back(std::move(n));
   return raw;
@@ -97,7 +98,7 @@ Node* Graph::add_node(std::string op_type, std::string name, std::vector<Value*>
 
 void Graph::remove_node(Node* n) {
   for (Value* o : n->outputs)
-    if (o->producer == n) o->producer = nullptr;
+    if (o && o->producer == n) o->producer = nullptr;
   nodes_.erase(std::remove_if(nodes_.begin(), nodes_.end(), [&](auto& p) { return p.get() == n; }), nodes_.end());
 }
 

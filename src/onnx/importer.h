@@ -8,8 +8,9 @@
 // Unsqueeze take `axes` as input 1; Clip takes min/max as inputs 1, 2; Pad
 // takes (data, pads, constant_value, axes) with mode attribute; Slice takes
 // (data, starts, ends, axes, steps); Upsample becomes Resize(X, roi, scales);
-// Conv/ConvTranspose/pooling get explicit `pads` (auto_pad resolved) and
-// `kernel_shape`; Constant nodes become constants.
+// Constant nodes become constants. Attributes that need shapes (auto_pad,
+// a missing kernel_shape) are resolved by the op's shape inference, which
+// rewrites them into explicit `pads` / `kernel_shape`.
 #pragma once
 
 #include <memory>

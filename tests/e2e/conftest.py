@@ -1,4 +1,5 @@
 """Shared helpers for the end-to-end tests: the kiln CLI, test models, oracles."""
+import hashlib
 import os
 import subprocess
 import sys
@@ -27,8 +28,9 @@ def kiln(*args, check=True, timeout=900):
 def model_path(name, seed=0):
     """A torchvision graph from tests/models/graphs with weights filled from `seed` (cached)."""
     src = GRAPHS / f"{name}.onnx"
-    out = CACHE / f"{name}.seed{seed}.onnx"
-    if not out.exists() or out.stat().st_mtime < src.stat().st_mtime:
+    key = hashlib.sha1(src.read_bytes() + Path(fill_weights.__file__).read_bytes()).hexdigest()[:10]
+    out = CACHE / f"{name}.seed{seed}.{key}.onnx"
+    if not out.exists():
         CACHE.mkdir(parents=True, exist_ok=True)
         tmp = out.with_suffix(".tmp")
         fill_weights.fill(str(src), str(tmp), seed)

@@ -1,1 +1,73 @@
-int main() { return 0; }
+// kiln: build, run and inspect engines from the command line.
+// Exit status: 0 ok, 1 internal error, 2 usage, 3 bad input, 4 unsupported.
+#include <cstdio>
+#include <new>
+#include <vector>
+
+#include "cli.h"
+
+namespace kiln::cli {
+
+double ms_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+}
+
+std::string dims_text(const TensorInfo& t) {
+  std::string s = "[";
+  for (size_t k = 0; k < t.shape.size(); ++k) {
+    if (k) s += ",";
+    if (int(k) == t.batch_axis) s += "N=";
+    s += std::to_string(t.shape[k]);
+  }
+  return s + "]";
+}
+
+std::string format_bytes(int64_t bytes) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB"};
+  double v = double(bytes);
+  int u = 0;
+  while (v >= 1024 && u < 3) { v /= 1024; ++u; }
+  char buf[32];
+  std::snprintf(buf, sizeof buf, u ? "%.1f %s" : "%.0f %s", v, units[u]);
+  return buf;
+}
+
+namespace {
+int fail(int code, const std::string& message) {
+  std::fprintf(stderr, "kiln: error: %s\n", message.c_str());
+  return code;
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"kiln: bake an ONNX model into an inference engine plan, then run or inspect it"};
+  app.set_version_flag("--version", std::string("kiln ") + version());
+  app.require_subcommand(1);
+  std::vector<Command> commands = {add_build_command(app), add_run_command(app), add_inspect_command(app)};
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    return fail(2, std::string(e.what()) + " (see `kiln --help`)");
+  }
+  try {
+    for (auto& c : commands)
+      if (c.app->parsed()) return c.run();
+    return fail(2, "no command given (see `kiln --help`)");
+  } catch (const Error& e) {
+    return fail(e.exit_code(), e.what());
+  } catch (const std::bad_alloc&) {
+    return fail(1, "out of memory");
+  } catch (const std::exception& e) {
+    return fail(1, std::string("internal error: ") + e.what());
+  }
+}
+
+}  // namespace kiln::cli
+
+int main(int argc, char** argv) { return kiln::cli::main(argc, argv); }

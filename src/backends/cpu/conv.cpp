@@ -1,5 +1,199 @@
-#include "backends/cpu/kernel.h"
+// CPU Conv (1-D/2-D/3-D, groups, dilations, fused bias + activation).
+// Tactics, chosen once in the factory:
+//   cpu.conv.gemm1x1    1x1, stride 1, no pads: Y[g] = W[g] * X[g] straight on NCHW
+//   cpu.conv.depthwise  group == C_in (1-D/2-D): direct, vectorized over flat rows
+//   cpu.conv.im2col     everything else: im2col in parallel chunks + sgemm per group
+// BLAS calls are made from the calling thread only (OpenBLAS runs its own pool);
+// kiln's parallel_for handles the memory-bound parts around them.
+#include <algorithm>
+#include <cstring>
+
+#include "backends/cpu/conv_common.h"
+#include "backends/cpu/conv_depthwise.h"
+#include "backends/cpu/conv_gemm.h"
+#include "backends/cpu/parallel.h"
+#include "kiln/error.h"
 
 namespace kiln::cpu {
-void register_conv_kernels(KernelRegistry&) {}
+
+namespace {
+
+// Spatial geometry in a 3-D view: 1-D and 2-D convs get leading extent-1 axes.
+struct Geom {
+  int64_t k[3] = {1, 1, 1}, s[3] = {1, 1, 1}, d[3] = {1, 1, 1}, pb[3] = {0, 0, 0};
+  int64_t taps() const { return k[0] * k[1] * k[2]; }
+};
+
+Geom read_geom(const ir::Node& n, size_t r) {
+  Geom g;
+  auto k = n.ints("kernel_shape"), s = n.ints("strides"), d = n.ints("dilations"), p = n.ints("pads");
+  if (k.size() != r || s.size() != r || d.size() != r || p.size() != 2 * r)
+    throw_internal(n.label() + ": window attributes were not resolved by shape inference");
+  size_t off = 3 - r;
+  for (size_t i = 0; i < r; ++i) {
+    g.k[off + i] = k[i];
+    g.s[off + i] = s[i];
+    g.d[off + i] = d[i];
+    g.pb[off + i] = p[i];
+  }
+  return g;
+}
+
+void spatial3(const ir::Dims& dims, int64_t out[3]) {
+  size_t r = dims.size() - 2, off = 3 - r;
+  out[0] = out[1] = out[2] = 1;
+  for (size_t i = 0; i < r; ++i) out[off + i] = dims[2 + i];
+}
+
+// Columns [r0, r1) of output rows (orow = od * OH + oh) for all Cg * K rows.
+void im2col(const float* x, int64_t cg, const int64_t id[3], const int64_t od[3], const Geom& g, int64_t r0,
+            int64_t r1, float* col) {
+  const int64_t kt = g.taps(), ow_n = od[2], iw_n = id[2], sw = g.s[2];
+  const int64_t cols = (r1 - r0) * ow_n;
+  parallel_for(cg * kt, [&](int64_t b, int64_t e) {
+    for (int64_t row = b; row < e; ++row) {
+      int64_t c = row / kt, kk = row % kt;
+      int64_t kd = kk / (g.k[1] * g.k[2]), kh = (kk / g.k[2]) % g.k[1], kw = kk % g.k[2];
+      int64_t off_w = kw * g.d[2] - g.pb[2];
+      // Output columns whose input column is inside the image.
+      int64_t lo = off_w >= 0 ? 0 : std::min(ow_n, (-off_w + sw - 1) / sw);
+      int64_t u = iw_n - 1 - off_w;
+      int64_t hi = u < 0 ? 0 : std::min(ow_n, u / sw + 1);
+      hi = std::max(hi, lo);
+      float* dst = col + row * cols;
+      for (int64_t orow = r0; orow < r1; ++orow, dst += ow_n) {
+        int64_t zd = (orow / od[1]) * g.s[0] - g.pb[0] + kd * g.d[0];
+        int64_t ih = (orow % od[1]) * g.s[1] - g.pb[1] + kh * g.d[1];
+        if (zd < 0 || zd >= id[0] || ih < 0 || ih >= id[1]) {
+          std::fill(dst, dst + ow_n, 0.f);
+          continue;
+        }
+        const float* src = x + ((c * id[0] + zd) * id[1] + ih) * iw_n;
+        std::fill(dst, dst + lo, 0.f);
+        if (sw == 1) {
+          if (hi > lo) std::memcpy(dst + lo, src + lo + off_w, size_t(hi - lo) * sizeof(float));
+        } else {
+          for (int64_t ow = lo; ow < hi; ++ow) dst[ow] = src[ow * sw + off_w];
+        }
+        std::fill(dst + hi, dst + ow_n, 0.f);
+      }
+    }
+  }, std::max<int64_t>(1, 8192 / std::max<int64_t>(cols, 1)));
+}
+
+class ConvKernel : public Kernel {
+ public:
+  enum Algo { kGemm1x1, kIm2col, kDepthwise };
+
+  explicit ConvKernel(const ir::Node& n) : label_(n.label()) {
+    require_dtype(n, "input", n.in(0)->dtype, {DataType::kFloat32});
+    const ir::Dims& xd = n.in(0)->dims;
+    const ir::Dims& wd = n.in(1)->dims;
+    size_t r = xd.size() - 2;
+    if (r > 3) throw_unsupported(n.label() + ": Conv with " + std::to_string(r) + " spatial axes is not supported (1-3)");
+    g_ = read_geom(n, r);
+    group_ = n.i("group", 1);
+    c_ = xd[1];
+    m_ = wd[0];
+    act_ = Activation::from_node(n);
+    w_ = constant_f32(n, 1);
+    b_ = constant_f32(n, 2);
+    auto pads = n.ints("pads");
+    bool unit = g_.taps() == 1 && g_.s[0] * g_.s[1] * g_.s[2] == 1 &&
+                std::all_of(pads.begin(), pads.end(), [](int64_t v) { return v == 0; });
+    const ir::Dims& yd = n.outputs[0]->dims;
+    if (group_ == c_ && group_ > 1 && r <= 2) algo_ = kDepthwise;
+    else if (unit) algo_ = kGemm1x1;
+    else algo_ = kIm2col;
+    int64_t kg = (c_ / group_) * g_.taps();
+    check_blas_dim(n, kg);
+    check_blas_dim(n, numel_of_spatial(yd));
+    if (w_ && algo_ != kDepthwise) packed_ = pack_weights(w_->data<float>());
+  }
+
+  std::string tactic() const override {
+    static const char* names[] = {"cpu.conv.gemm1x1", "cpu.conv.im2col", "cpu.conv.depthwise"};
+    std::string t = names[algo_];
+    if (act_.kind != Activation::kNone) t += "+" + act_.name();
+    return t;
+  }
+
+  void run(const std::vector<const ir::Tensor*>& in, const std::vector<ir::Tensor*>& out) override {
+    const ir::Tensor& x = *in[0];
+    ir::Tensor& y = *out[0];
+    if (y.numel() == 0) return;
+    const float* w = w_ ? w_->data<float>() : in[1]->data<float>();
+    const float* b = b_ ? b_->data<float>() : (in.size() > 2 && in[2] ? in[2]->data<float>() : nullptr);
+    int64_t id[3], od[3];
+    spatial3(x.dims(), id);
+    spatial3(y.dims(), od);
+    const int64_t n_batch = x.dims()[0];
+    const float* xs = x.data<float>();
+    float* ys = y.data<float>();
+    if (algo_ == kDepthwise) {
+      DwGeom dg{id[1], id[2], od[1], od[2], g_.k[1], g_.k[2], g_.s[1], g_.s[2], g_.d[1], g_.d[2], g_.pb[1], g_.pb[2]};
+      depthwise_conv2d(xs, w, b, ys, n_batch, c_, m_, dg, act_);
+      return;
+    }
+    const int64_t cg = c_ / group_, mg = m_ / group_, kg = cg * g_.taps();
+    const int64_t ihw = id[0] * id[1] * id[2], ohw = od[0] * od[1] * od[2];
+    std::vector<PackedGemm> local;
+    const std::vector<PackedGemm>& gemms = packed_.empty() ? (local = pack_weights(w)) : packed_;
+    for (int64_t n = 0; n < n_batch; ++n)
+      for (int64_t gi = 0; gi < group_; ++gi) {
+        const float* xg = xs + (n * c_ + gi * cg) * ihw;
+        const float* bg = b ? b + gi * mg : nullptr;
+        float* yg = ys + (n * m_ + gi * mg) * ohw;
+        const PackedGemm& gemm = gemms[size_t(gi)];
+        if (algo_ == kGemm1x1) {
+          gemm.run(xg, ohw, ohw, yg, ohw, bg, act_);
+        } else {
+          // Chunks of whole output rows bound the column buffer (64 MiB).
+          const int64_t rows = od[0] * od[1], row_cols = od[2];
+          const int64_t max_rows = std::max<int64_t>(1, (int64_t(16) << 20) / std::max<int64_t>(kg * row_cols, 1));
+          float* col = scratch(size_t(kg * std::min(rows, max_rows) * row_cols), 2);
+          for (int64_t r0 = 0; r0 < rows; r0 += max_rows) {
+            int64_t r1 = std::min(rows, r0 + max_rows), cols = (r1 - r0) * row_cols;
+            im2col(xg, cg, id, od, g_, r0, r1, col);
+            gemm.run(col, cols, cols, yg + r0 * row_cols, ohw, bg, act_);
+          }
+        }
+      }
+  }
+
+ private:
+  std::vector<PackedGemm> pack_weights(const float* w) const {
+    const int64_t mg = m_ / group_, kg = (c_ / group_) * g_.taps();
+    std::vector<PackedGemm> v(static_cast<size_t>(group_));
+    for (int64_t gi = 0; gi < group_; ++gi) v[size_t(gi)].pack(w + gi * mg * kg, mg, kg, kg);
+    return v;
+  }
+
+  static int64_t numel_of_spatial(const ir::Dims& d) {
+    int64_t v = 1;
+    for (size_t i = 2; i < d.size(); ++i) v *= d[i];
+    return v;
+  }
+
+  std::string label_;
+  Algo algo_ = kIm2col;
+  Geom g_;
+  int64_t group_ = 1, c_ = 0, m_ = 0;
+  Activation act_;
+  std::shared_ptr<const ir::Tensor> w_, b_;
+  std::vector<PackedGemm> packed_;  // per group, from constant weights
+};
+
+}  // namespace
+
+void register_conv_kernels(KernelRegistry& r) {
+  r.add("Conv", [](const ir::Node& n) {
+    return with_fp16_adapter(n, [](const ir::Node& m) -> std::unique_ptr<Kernel> {
+      return std::make_unique<ConvKernel>(m);
+    });
+  });
+  register_conv_transpose_kernel(r);
+  register_conv_integer_kernel(r);
+}
+
 }  // namespace kiln::cpu

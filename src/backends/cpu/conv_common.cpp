@@ -1,0 +1,201 @@
+#include "backends/cpu/conv_common.h"
+
+#include <algorithm>
+#include <climits>
+#include <cstdlib>
+#include <cmath>
+
+#include "kiln/error.h"
+
+namespace kiln::cpu {
+
+Activation Activation::from_node(const ir::Node& n) {
+  Activation act;
+  if (!n.has("activation")) return act;
+  std::string s = n.s("activation", "");
+  std::vector<float> p = n.floats("activation_params");
+  auto need = [&](size_t k) {
+    if (p.size() != k)
+      throw_bad_input(n.label() + ": fused activation '" + s + "' needs " + std::to_string(k) + " activation_params");
+  };
+  if (s == "Relu") { need(0); act.kind = kRelu; }
+  else if (s == "LeakyRelu") { need(1); act.kind = kLeakyRelu; act.a = p[0]; }
+  else if (s == "Clip") { need(2); act.kind = kClip; act.a = p[0]; act.b = p[1]; }
+  else if (s == "Sigmoid") { need(0); act.kind = kSigmoid; }
+  else if (s == "HardSigmoid") { need(2); act.kind = kHardSigmoid; act.a = p[0]; act.b = p[1]; }
+  else if (s == "HardSwish") { need(0); act.kind = kHardSwish; }
+  else if (s == "Tanh") { need(0); act.kind = kTanh; }
+  else throw_unsupported(n.label() + ": fused activation '" + s + "' is not supported by the CPU kernel");
+  return act;
+}
+
+std::string Activation::name() const {
+  switch (kind) {
+    case kNone: return "";
+    case kRelu: return "relu";
+    case kLeakyRelu: return "leakyrelu";
+    case kClip: return "clip";
+    case kSigmoid: return "sigmoid";
+    case kHardSigmoid: return "hardsigmoid";
+    case kHardSwish: return "hardswish";
+    case kTanh: return "tanh";
+  }
+  return "";
+}
+
+void bias_activate(float* y, int64_t len, float bias, const Activation& act) {
+  const float a = act.a, b = act.b;
+  switch (act.kind) {
+    case Activation::kNone:
+      if (bias != 0.f)
+        for (int64_t i = 0; i < len; ++i) y[i] += bias;
+      break;
+    case Activation::kRelu:
+      for (int64_t i = 0; i < len; ++i) y[i] = std::max(y[i] + bias, 0.f);
+      break;
+    case Activation::kLeakyRelu:
+      for (int64_t i = 0; i < len; ++i) {
+        float v = y[i] + bias;
+        y[i] = v < 0.f ? v * a : v;
+      }
+      break;
+    case Activation::kClip:
+      for (int64_t i = 0; i < len; ++i) y[i] = std::min(std::max(y[i] + bias, a), b);
+      break;
+    case Activation::kSigmoid:
+      for (int64_t i = 0; i < len; ++i) y[i] = 1.f / (1.f + std::exp(-(y[i] + bias)));
+      break;
+    case Activation::kHardSigmoid:
+      for (int64_t i = 0; i < len; ++i) y[i] = std::min(std::max(a * (y[i] + bias) + b, 0.f), 1.f);
+      break;
+    case Activation::kHardSwish:
+      for (int64_t i = 0; i < len; ++i) {
+        float v = y[i] + bias;
+        y[i] = v * std::min(std::max(v + 3.f, 0.f), 6.f) * (1.f / 6.f);
+      }
+      break;
+    case Activation::kTanh:
+      for (int64_t i = 0; i < len; ++i) y[i] = std::tanh(y[i] + bias);
+      break;
+  }
+}
+
+float* scratch(size_t n, int slot) {
+  // 64-byte aligned so vector loads never split cache lines needlessly.
+  struct Buf {
+    std::unique_ptr<float[], void (*)(float*)> p{nullptr, [](float* q) { std::free(q); }};
+    size_t cap = 0;
+  };
+  thread_local Buf bufs[4];
+  Buf& b = bufs[slot & 3];
+  if (b.cap < n) {
+    size_t cap = std::max<size_t>(n, 1024);
+    size_t bytes = (cap * sizeof(float) + 63) / 64 * 64;
+    void* p = std::aligned_alloc(64, bytes);
+    if (!p) throw_bad_input("out of memory allocating " + std::to_string(bytes) + " bytes of kernel scratch");
+    b.p.reset(static_cast<float*>(p));
+    b.cap = cap;
+  }
+  return b.p.get();
+}
+
+void check_blas_dim(const ir::Node& n, int64_t v) {
+  if (v > INT_MAX)
+    throw_unsupported(n.label() + ": a matrix dimension of " + std::to_string(v) + " exceeds the BLAS int range");
+}
+
+namespace {
+
+ir::Tensor convert(const ir::Tensor& t, DataType to) {
+  ir::Tensor o(to, t.dims());
+  int64_t n = t.numel();
+  if (to == DataType::kFloat32) {
+    const uint16_t* s = t.data<uint16_t>();
+    float* d = o.data<float>();
+    for (int64_t i = 0; i < n; ++i) d[i] = half_to_float(s[i]);
+  } else {
+    const float* s = t.data<float>();
+    uint16_t* d = o.data<uint16_t>();
+    for (int64_t i = 0; i < n; ++i) d[i] = float_to_half(s[i]);
+  }
+  return o;
+}
+
+class Fp16Kernel : public Kernel {
+ public:
+  Fp16Kernel(std::unique_ptr<Kernel> inner, std::vector<bool> in16, std::vector<bool> out16)
+      : inner_(std::move(inner)), in16_(std::move(in16)), out16_(std::move(out16)) {}
+
+  void run(const std::vector<const ir::Tensor*>& in, const std::vector<ir::Tensor*>& out) override {
+    std::vector<ir::Tensor> tin(in.size()), tout(out.size());
+    std::vector<const ir::Tensor*> pin(in.size());
+    std::vector<ir::Tensor*> pout(out.size());
+    for (size_t k = 0; k < in.size(); ++k) {
+      pin[k] = in[k];
+      if (in[k] && k < in16_.size() && in16_[k]) {
+        tin[k] = convert(*in[k], DataType::kFloat32);
+        pin[k] = &tin[k];
+      }
+    }
+    for (size_t k = 0; k < out.size(); ++k) {
+      pout[k] = out[k];
+      if (out[k] && k < out16_.size() && out16_[k]) {
+        tout[k] = ir::Tensor(DataType::kFloat32, out[k]->dims());
+        pout[k] = &tout[k];
+      }
+    }
+    inner_->run(pin, pout);
+    for (size_t k = 0; k < out.size(); ++k)
+      if (pout[k] != out[k]) {
+        ir::Tensor h = convert(tout[k], DataType::kFloat16);
+        std::copy_n(h.data<uint16_t>(), h.numel(), out[k]->data<uint16_t>());
+      }
+  }
+  std::string tactic() const override { return inner_->tactic() + ".fp16"; }
+
+ private:
+  std::unique_ptr<Kernel> inner_;
+  std::vector<bool> in16_, out16_;
+};
+
+}  // namespace
+
+std::shared_ptr<const ir::Tensor> constant_f32(const ir::Node& n, size_t k) {
+  const ir::Value* v = n.in(k);
+  if (!v || !v->constant) return nullptr;
+  if (v->constant->dtype() == DataType::kFloat32) return v->constant;
+  if (v->constant->dtype() == DataType::kFloat16)
+    return std::make_shared<const ir::Tensor>(convert(*v->constant, DataType::kFloat32));
+  return nullptr;
+}
+
+std::unique_ptr<Kernel> with_fp16_adapter(const ir::Node& n, const KernelFactory& make) {
+  std::vector<bool> in16(n.inputs.size()), out16(n.outputs.size());
+  bool any = false;
+  for (size_t k = 0; k < n.inputs.size(); ++k)
+    any |= in16[k] = n.inputs[k] && n.inputs[k]->dtype == DataType::kFloat16;
+  for (size_t k = 0; k < n.outputs.size(); ++k)
+    any |= out16[k] = n.outputs[k] && n.outputs[k]->dtype == DataType::kFloat16;
+  if (!any) return make(n);
+
+  // The twin's values live only while the FP32 factory runs; factories copy
+  // what they keep (constants are shared_ptrs).
+  std::vector<std::unique_ptr<ir::Value>> vals;
+  ir::Node twin = n;
+  auto twin_value = [&](ir::Value* v) -> ir::Value* {
+    if (!v) return nullptr;
+    auto c = std::make_unique<ir::Value>(*v);
+    c->producer = nullptr;
+    if (c->dtype == DataType::kFloat16) {
+      c->dtype = DataType::kFloat32;
+      if (c->constant) c->constant = std::make_shared<const ir::Tensor>(convert(*c->constant, DataType::kFloat32));
+    }
+    vals.push_back(std::move(c));
+    return vals.back().get();
+  };
+  for (auto& v : twin.inputs) v = twin_value(v);
+  for (auto& v : twin.outputs) v = twin_value(v);
+  return std::make_unique<Fp16Kernel>(make(twin), std::move(in16), std::move(out16));
+}
+
+}  // namespace kiln::cpu

@@ -1,0 +1,47 @@
+// Helpers shared by the compute-heavy CPU kernel families (conv, gemm, pool,
+// norm): fused activation epilogues, per-thread scratch memory, BLAS size
+// checks and an adapter that runs FP16 nodes through the FP32 kernels.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "backends/cpu/kernel.h"
+
+namespace kiln::cpu {
+
+// Activation fused into a kernel's epilogue (Conv attribute `activation`,
+// parameters in `activation_params`; see src/ir/ops/conv.cpp).
+struct Activation {
+  enum Kind { kNone, kRelu, kLeakyRelu, kClip, kSigmoid, kHardSigmoid, kHardSwish, kTanh } kind = kNone;
+  float a = 0.f, b = 0.f;
+  static Activation from_node(const ir::Node& n);
+  std::string name() const;  // "" for none
+};
+
+// y[i] = act(y[i] + bias) for i in [0, len).
+void bias_activate(float* y, int64_t len, float bias, const Activation& act);
+
+// A per-thread scratch buffer of at least `n` floats (contents undefined).
+// Valid until the next call on the same thread with the same slot.
+float* scratch(size_t n, int slot = 0);
+
+// Throws kUnsupported naming the node if a BLAS dimension exceeds int range.
+void check_blas_dim(const ir::Node& n, int64_t v);
+
+// Constant tensor behind input k as FP32 (nullptr when the input is absent or
+// computed at run time); FP16 constants are converted once.
+std::shared_ptr<const ir::Tensor> constant_f32(const ir::Node& n, size_t k);
+
+// Creates the kernel with `make` directly for non-FP16 nodes. For nodes with
+// FP16 inputs or outputs it builds an FP32 twin of the node (constants
+// converted), creates the FP32 kernel for it, and converts at run time.
+std::unique_ptr<Kernel> with_fp16_adapter(const ir::Node& n, const KernelFactory& make);
+
+// ConvTranspose and ConvInteger live in their own files; register_conv_kernels calls these.
+void register_conv_transpose_kernel(KernelRegistry& r);
+void register_conv_integer_kernel(KernelRegistry& r);
+
+}  // namespace kiln::cpu

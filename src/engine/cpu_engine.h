@@ -1,0 +1,18 @@
+// The CPU Engine: a loaded plan with one kernel per layer.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "ir/graph.h"
+#include "kiln/kiln.h"
+
+namespace kiln {
+
+// Validates the decoded graph against this kiln (ops known, stored shapes
+// agree with shape inference, tactics available) and creates every kernel.
+// Throws kBadInput / kUnsupported naming `origin` and the layer.
+std::unique_ptr<Engine> make_cpu_engine(std::unique_ptr<ir::Graph> graph, const std::string& origin,
+                                        const std::string& device);
+
+}  // namespace kiln

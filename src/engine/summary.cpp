@@ -1,0 +1,48 @@
+#include "engine/summary.h"
+
+#include <set>
+
+namespace kiln {
+
+TensorInfo tensor_info(const ir::Value& v) {
+  TensorInfo t;
+  t.name = v.name;
+  t.dtype = v.dtype;
+  t.shape = v.dims;
+  t.batch_axis = v.batch_axis;
+  return t;
+}
+
+NetworkSummary summarize_graph(const ir::Graph& g) {
+  NetworkSummary s;
+  for (const ir::Value* v : g.inputs) s.inputs.push_back(tensor_info(*v));
+  for (const ir::Value* v : g.outputs) s.outputs.push_back(tensor_info(*v));
+  std::set<const ir::Value*> weights;
+  for (const ir::Value* v : g.outputs)
+    if (v->is_constant()) weights.insert(v);
+  for (auto& np : g.nodes()) {
+    const ir::Node& n = *np;
+    LayerInfo l;
+    l.name = n.name;
+    l.op_type = n.domain.empty() ? n.op_type : n.domain + "::" + n.op_type;
+    l.path = n.path;
+    l.precision = dtype_name(n.precision);
+    l.tactic = n.tactic;
+    l.fused = n.fused;
+    for (const ir::Value* v : n.inputs) {
+      if (!v) continue;  // omitted optional input
+      l.inputs.push_back(tensor_info(*v));
+      if (v->is_constant()) weights.insert(v);
+    }
+    for (const ir::Value* v : n.outputs)
+      if (v) l.outputs.push_back(tensor_info(*v));
+    // Every layer is one kernel launch on the CPU; expanded layers run as
+    // their own sub-layers later and will count those instead.
+    ++s.launches;
+    s.layers.push_back(std::move(l));
+  }
+  for (const ir::Value* v : weights) s.weight_bytes += int64_t(v->constant->nbytes());
+  return s;
+}
+
+}  // namespace kiln

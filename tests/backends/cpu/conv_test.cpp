@@ -1,0 +1,359 @@
+// Conv / ConvTranspose CPU kernels against float64 loops written here.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "backends/cpu/conv_gemm.h"
+#include "ir/op_registry.h"
+#include "kiln/error.h"
+#include "support/op_test.h"
+
+namespace kiln {
+namespace {
+
+using ir::Dims;
+using ir::Tensor;
+using test::attr_f;
+using test::attr_floats;
+using test::attr_i;
+using test::attr_ints;
+using test::attr_s;
+
+struct Win {
+  Dims s, d, p;  // strides, dilations, pads (begins then ends)
+  int64_t group = 1;
+};
+
+// 3-D view helpers: spatial dims padded with leading 1s.
+std::vector<int64_t> v3(const Dims& dims, size_t from, int64_t fill) {
+  size_t r = dims.size() - from;
+  std::vector<int64_t> o(3, fill);
+  for (size_t i = 0; i < r; ++i) o[3 - r + i] = dims[from + i];
+  return o;
+}
+
+// Direct definition: y[n,m,o] = b[m] + sum_{c in group, k} x[n,c,o*s - p + k*d] w[m,c,k].
+Tensor ref_conv(const Tensor& x, const Tensor& w, const Tensor* b, const Win& win) {
+  const Dims& xd = x.dims();
+  const Dims& wd = w.dims();
+  size_t r = xd.size() - 2;
+  Dims yd{xd[0], wd[0]};
+  for (size_t i = 0; i < r; ++i)
+    yd.push_back((xd[2 + i] + win.p[i] + win.p[r + i] - ((wd[2 + i] - 1) * win.d[i] + 1)) / win.s[i] + 1);
+  auto id = v3(xd, 2, 1), od = v3(yd, 2, 1), kd = v3(wd, 2, 1);
+  Dims s2{0, 0}, d2{0, 0}, p2{0, 0};
+  s2.insert(s2.end(), win.s.begin(), win.s.end());
+  d2.insert(d2.end(), win.d.begin(), win.d.end());
+  p2.insert(p2.end(), win.p.begin(), win.p.begin() + long(r));
+  auto st = v3(s2, 2, 1), dl = v3(d2, 2, 1), pb = v3(p2, 2, 0);
+  auto xv = x.to_double(), wv = w.to_double();
+  std::vector<double> bv = b ? b->to_double() : std::vector<double>();
+  int64_t cg = xd[1] / win.group, mg = wd[0] / win.group;
+  std::vector<float> y;
+  for (int64_t n = 0; n < yd[0]; ++n)
+    for (int64_t m = 0; m < yd[1]; ++m)
+      for (int64_t a = 0; a < od[0]; ++a)
+        for (int64_t bb = 0; bb < od[1]; ++bb)
+          for (int64_t c = 0; c < od[2]; ++c) {
+            double acc = b ? bv[size_t(m)] : 0.0;
+            int64_t g = m / mg;
+            for (int64_t ci = 0; ci < cg; ++ci)
+              for (int64_t ka = 0; ka < kd[0]; ++ka)
+                for (int64_t kb = 0; kb < kd[1]; ++kb)
+                  for (int64_t kc = 0; kc < kd[2]; ++kc) {
+                    int64_t za = a * st[0] - pb[0] + ka * dl[0];
+                    int64_t zb = bb * st[1] - pb[1] + kb * dl[1];
+                    int64_t zc = c * st[2] - pb[2] + kc * dl[2];
+                    if (za < 0 || za >= id[0] || zb < 0 || zb >= id[1] || zc < 0 || zc >= id[2]) continue;
+                    int64_t xc = g * cg + ci;
+                    double xval = xv[size_t((((n * xd[1] + xc) * id[0] + za) * id[1] + zb) * id[2] + zc)];
+                    double wval = wv[size_t((((m * cg + ci) * kd[0] + ka) * kd[1] + kb) * kd[2] + kc)];
+                    acc += xval * wval;
+                  }
+            y.push_back(float(acc));
+          }
+  return Tensor::from_float(y, yd);
+}
+
+Tensor conv(const Tensor& x, const Tensor& w, const Tensor* b, const Win& win, bool const_w = true,
+            std::string* tactic = nullptr, std::map<std::string, ir::Attribute> extra = {}) {
+  std::map<std::string, ir::Attribute> attrs = extra;
+  attrs["strides"] = attr_ints(win.s);
+  attrs["dilations"] = attr_ints(win.d);
+  attrs["pads"] = attr_ints(win.p);
+  attrs["group"] = attr_i(win.group);
+  std::vector<test::OpInput> ins{test::in(x), const_w ? test::cin(w) : test::in(w)};
+  if (b) ins.push_back(const_w ? test::cin(*b) : test::in(*b));
+  return test::run_op("Conv", ins, attrs, 1, tactic)[0];
+}
+
+struct Case {
+  const char* name;
+  Dims x, w;
+  Win win;
+  bool bias;
+  const char* tactic;
+};
+
+TEST(ConvCpu, MatchesReferenceAcrossAttributeSpace) {
+  const Case cases[] = {
+      {"3x3 pad1", {2, 4, 9, 11}, {6, 4, 3, 3}, {{1, 1}, {1, 1}, {1, 1, 1, 1}}, true, "cpu.conv.im2col"},
+      {"3x3 stride2 asym pads", {1, 3, 10, 9}, {5, 3, 3, 3}, {{2, 2}, {1, 1}, {0, 1, 2, 0}}, true, "cpu.conv.im2col"},
+      {"5x3 stride (3,1) dil (1,2)", {1, 2, 13, 12}, {4, 2, 5, 3}, {{3, 1}, {1, 2}, {2, 1, 1, 2}}, false, "cpu.conv.im2col"},
+      {"1x1 gemm", {2, 8, 7, 5}, {12, 8, 1, 1}, {{1, 1}, {1, 1}, {0, 0, 0, 0}}, true, "cpu.conv.gemm1x1"},
+      {"1x1 stride2", {1, 8, 7, 6}, {4, 8, 1, 1}, {{2, 2}, {1, 1}, {0, 0, 0, 0}}, true, "cpu.conv.im2col"},
+      {"1x1 with end pads", {1, 3, 4, 4}, {2, 3, 1, 1}, {{1, 1}, {1, 1}, {0, 0, 1, 2}}, true, "cpu.conv.im2col"},
+      {"group 2", {2, 6, 8, 8}, {4, 3, 3, 3}, {{1, 2}, {2, 1}, {2, 1, 2, 1}, 2}, true, "cpu.conv.im2col"},
+      {"group 3 1x1", {1, 6, 5, 5}, {9, 2, 1, 1}, {{1, 1}, {1, 1}, {0, 0, 0, 0}, 3}, true, "cpu.conv.gemm1x1"},
+      {"depthwise 3x3 s1", {2, 5, 37, 41}, {5, 1, 3, 3}, {{1, 1}, {1, 1}, {1, 1, 1, 1}, 5}, true, "cpu.conv.depthwise"},
+      {"depthwise 3x3 s2", {1, 4, 15, 14}, {4, 1, 3, 3}, {{2, 2}, {1, 1}, {1, 1, 1, 1}, 4}, true, "cpu.conv.depthwise"},
+      {"depthwise 5x5 s2 asym", {1, 3, 20, 19}, {3, 1, 5, 5}, {{2, 2}, {1, 1}, {1, 2, 2, 1}, 3}, false, "cpu.conv.depthwise"},
+      {"depthwise dil2 s3", {1, 3, 17, 40}, {3, 1, 3, 3}, {{3, 2}, {2, 2}, {2, 0, 0, 2}, 3}, true, "cpu.conv.depthwise"},
+      {"depthwise multiplier 2", {2, 3, 6, 7}, {6, 1, 3, 2}, {{1, 1}, {1, 1}, {1, 0, 1, 1}, 3}, true, "cpu.conv.depthwise"},
+      {"depthwise tiny 7x7 plane", {1, 8, 7, 7}, {8, 1, 3, 3}, {{1, 1}, {1, 1}, {1, 1, 1, 1}, 8}, true, "cpu.conv.depthwise"},
+      {"depthwise stride 3 wide", {1, 2, 9, 70}, {2, 1, 3, 3}, {{1, 3}, {1, 1}, {1, 1, 1, 1}, 2}, true, "cpu.conv.depthwise"},
+      {"depthwise 17x1 kernel", {1, 2, 20, 5}, {2, 1, 17, 1}, {{1, 1}, {1, 1}, {8, 0, 8, 0}, 2}, true, "cpu.conv.depthwise"},
+      {"depthwise 1x1 plane", {1, 6, 1, 1}, {6, 1, 3, 3}, {{1, 1}, {1, 1}, {1, 1, 1, 1}, 6}, true, "cpu.conv.depthwise"},
+      {"1d", {2, 3, 20}, {4, 3, 4}, {{2}, {2}, {1, 3}}, true, "cpu.conv.im2col"},
+      {"wide K (two K blocks)", {1, 100, 6, 5}, {20, 100, 3, 3}, {{1, 1}, {1, 1}, {1, 1, 1, 1}}, true, "cpu.conv.im2col"},
+      {"many columns (several N blocks)", {1, 5, 40, 30}, {14, 5, 1, 1}, {{1, 1}, {1, 1}, {0, 0, 0, 0}}, true, "cpu.conv.gemm1x1"},
+      {"1d depthwise", {1, 4, 33}, {4, 1, 3}, {{1}, {1}, {1, 1}, 4}, true, "cpu.conv.depthwise"},
+      {"3d", {1, 2, 5, 6, 7}, {3, 2, 3, 2, 3}, {{1, 2, 1}, {1, 1, 2}, {1, 0, 1, 1, 1, 0}}, true, "cpu.conv.im2col"},
+      {"3d depthwise", {1, 3, 4, 5, 6}, {3, 1, 2, 3, 3}, {{1, 1, 2}, {1, 1, 1}, {0, 1, 1, 1, 1, 1}, 3}, true, "cpu.conv.im2col"},
+  };
+  uint32_t seed = 1;
+  // Both the AVX-512 kernels (where the CPU has them) and the portable path.
+  for (bool avx512 : {true, false})
+  for (const Case& c : cases) {
+    cpu::set_avx512_enabled(avx512);
+    SCOPED_TRACE(std::string(c.name) + (avx512 && cpu::avx512_enabled() ? " [avx512]" : " [portable]"));
+    Tensor x = test::random_tensor(DataType::kFloat32, c.x, seed++);
+    Tensor w = test::random_tensor(DataType::kFloat32, c.w, seed++);
+    Tensor b = test::random_tensor(DataType::kFloat32, {c.w[0]}, seed++);
+    Tensor want = ref_conv(x, w, c.bias ? &b : nullptr, c.win);
+    std::string tactic;
+    Tensor got = conv(x, w, c.bias ? &b : nullptr, c.win, true, &tactic);
+    EXPECT_EQ(tactic, c.tactic);
+    EXPECT_LT(test::max_rel_error(got, want), 1e-4);
+    // Weights computed at run time take the unpacked path.
+    Tensor got_rt = conv(x, w, c.bias ? &b : nullptr, c.win, false);
+    EXPECT_LT(test::max_rel_error(got_rt, want), 1e-4);
+  }
+  cpu::set_avx512_enabled(true);
+}
+
+TEST(ConvCpu, OnnxAutoPadSameLowerExample) {
+  // test_conv_with_autopad_same from the ONNX suite: 5x5 ramp, 3x3 ones, stride 2, SAME_LOWER.
+  std::vector<float> xs(25);
+  for (int i = 0; i < 25; ++i) xs[size_t(i)] = float(i);
+  Tensor x = Tensor::from_float(xs, {1, 1, 5, 5});
+  Tensor w = Tensor::from_float(std::vector<float>(9, 1.f), {1, 1, 3, 3});
+  auto y = test::run_op("Conv", {test::in(x), test::in(w)},
+                        {{"auto_pad", attr_s("SAME_LOWER")}, {"kernel_shape", attr_ints({3, 3})}, {"strides", attr_ints({2, 2})}});
+  Tensor want = Tensor::from_float({12, 27, 24, 63, 108, 81, 72, 117, 84}, {1, 1, 3, 3});
+  EXPECT_EQ(test::max_rel_error(y[0], want), 0.0);
+}
+
+// Inference resolves auto_pad into explicit pads; the kernel result matches
+// the reference computed with those pads.
+TEST(ConvCpu, AutoPadResolvesToExplicitPads) {
+  struct P { const char* mode; Dims x; Dims k; Dims s; Dims d; Dims pads; };
+  const P cases[] = {
+      {"SAME_UPPER", {1, 2, 6, 7}, {3, 3}, {2, 2}, {1, 1}, {0, 1, 1, 1}},
+      {"SAME_LOWER", {1, 2, 6, 7}, {3, 3}, {2, 2}, {1, 1}, {1, 1, 0, 1}},
+      {"SAME_UPPER", {1, 2, 8, 5}, {3, 2}, {1, 1}, {2, 1}, {2, 0, 2, 1}},
+      {"VALID", {1, 2, 6, 7}, {3, 3}, {2, 1}, {1, 1}, {0, 0, 0, 0}},
+  };
+  uint32_t seed = 100;
+  for (const P& c : cases) {
+    SCOPED_TRACE(c.mode);
+    ir::Graph g;
+    ir::Value* xv = g.add_value("x");
+    xv->dims = c.x;
+    xv->has_shape = true;
+    g.inputs.push_back(xv);
+    Tensor w = test::random_tensor(DataType::kFloat32, {3, 2, c.k[0], c.k[1]}, seed++);
+    ir::Value* wv = g.add_constant("w", w);
+    ir::Value* yv = g.add_value("y");
+    ir::Node* n = g.add_node("Conv", "c", {xv, wv}, {yv});
+    n->attrs["auto_pad"] = attr_s(c.mode);
+    n->attrs["strides"] = attr_ints(c.s);
+    n->attrs["dilations"] = attr_ints(c.d);
+    ir::infer_shapes(g);
+    EXPECT_EQ(n->ints("pads"), c.pads);
+    EXPECT_EQ(n->ints("kernel_shape"), c.k);
+    EXPECT_FALSE(n->has("auto_pad"));
+    Tensor x = test::random_tensor(DataType::kFloat32, c.x, seed++);
+    Tensor want = ref_conv(x, w, nullptr, {c.s, c.d, c.pads});
+    EXPECT_EQ(yv->dims, want.dims());
+    auto got = test::run_op("Conv", {test::in(x), test::cin(w)},
+                            {{"auto_pad", attr_s(c.mode)}, {"strides", attr_ints(c.s)}, {"dilations", attr_ints(c.d)}});
+    EXPECT_LT(test::max_rel_error(got[0], want), 1e-4);
+  }
+}
+
+TEST(ConvCpu, FusedActivations) {
+  Tensor x = test::random_tensor(DataType::kFloat32, {1, 4, 9, 9}, 7, -3, 3);
+  Tensor w = test::random_tensor(DataType::kFloat32, {4, 4, 3, 3}, 8);
+  Tensor wd = test::random_tensor(DataType::kFloat32, {4, 1, 3, 3}, 9);
+  Tensor b = test::random_tensor(DataType::kFloat32, {4}, 10);
+  struct A { const char* name; std::vector<float> params; double (*f)(double); };
+  const A acts[] = {
+      {"Relu", {}, [](double v) { return std::max(v, 0.0); }},
+      {"Clip", {0.f, 6.f}, [](double v) { return std::min(std::max(v, 0.0), 6.0); }},
+      {"HardSwish", {}, [](double v) { return v * std::min(std::max(v + 3, 0.0), 6.0) / 6; }},
+      {"LeakyRelu", {0.1f}, [](double v) { return v < 0 ? 0.1 * v : v; }},
+      {"Sigmoid", {}, [](double v) { return 1 / (1 + std::exp(-v)); }},
+      {"Tanh", {}, [](double v) { return std::tanh(v); }},
+      {"HardSigmoid", {0.2f, 0.5f}, [](double v) { return std::min(std::max(0.2 * v + 0.5, 0.0), 1.0); }},
+  };
+  for (bool avx512 : {true, false})
+  for (const A& a : acts)
+    for (int dw = 0; dw < 2; ++dw) {
+      cpu::set_avx512_enabled(avx512);
+      SCOPED_TRACE(std::string(a.name) + (dw ? " depthwise" : " dense") + (avx512 ? "" : " [portable]"));
+      Win win{{1, 1}, {1, 1}, {1, 1, 1, 1}, dw ? 4 : 1};
+      Tensor plain = ref_conv(x, dw ? wd : w, &b, win);
+      std::vector<float> exp;
+      for (double v : plain.to_double()) exp.push_back(float(a.f(v)));
+      std::string tactic;
+      Tensor got = conv(x, dw ? wd : w, &b, win, true, &tactic,
+                        {{"activation", attr_s(a.name)}, {"activation_params", attr_floats(a.params)}});
+      EXPECT_NE(tactic.find('+'), std::string::npos) << tactic;
+      EXPECT_LT(test::max_rel_error(got, Tensor::from_float(exp, plain.dims())), 1e-4);
+    }
+  cpu::set_avx512_enabled(true);
+}
+
+TEST(ConvCpu, Fp16RunsThroughFp32) {
+  Tensor x = test::random_tensor(DataType::kFloat16, {1, 3, 8, 8}, 21);
+  Tensor w = test::random_tensor(DataType::kFloat16, {4, 3, 3, 3}, 22);
+  Tensor want = ref_conv(x, w, nullptr, {{1, 1}, {1, 1}, {1, 1, 1, 1}});
+  std::string tactic;
+  auto got = test::run_op("Conv", {test::in(x), test::cin(w)}, {{"pads", attr_ints({1, 1, 1, 1})}}, 1, &tactic);
+  ASSERT_EQ(got[0].dtype(), DataType::kFloat16);
+  EXPECT_EQ(tactic, "cpu.conv.im2col.fp16");
+  auto g = got[0].to_double(), e = want.to_double();
+  for (size_t i = 0; i < g.size(); ++i) EXPECT_NEAR(g[i], e[i], 1e-2 * std::max(1.0, std::fabs(e[i])));
+}
+
+// Scatter definition: y[n, g*mg+m, i*s + k*d - pb] += x[n, c, i] * w[c, m, k]
+// for c in group g; `out` gives the output spatial extents.
+Tensor ref_convt(const Tensor& x, const Tensor& w, const Tensor* b, const Win& win, const Dims& out) {
+  const Dims& xd = x.dims();
+  const Dims& wd = w.dims();
+  size_t r = xd.size() - 2;
+  int64_t g = win.group, cg = xd[1] / g, mg = wd[1], m_all = mg * g;
+  Dims yd{xd[0], m_all};
+  yd.insert(yd.end(), out.begin(), out.end());
+  Dims s2{0, 0}, d2{0, 0}, p2{0, 0};
+  s2.insert(s2.end(), win.s.begin(), win.s.end());
+  d2.insert(d2.end(), win.d.begin(), win.d.end());
+  p2.insert(p2.end(), win.p.begin(), win.p.begin() + long(r));
+  auto id = v3(xd, 2, 1), od = v3(yd, 2, 1), kd = v3(wd, 2, 1), st = v3(s2, 2, 1), dl = v3(d2, 2, 1),
+       pb = v3(p2, 2, 0);
+  auto xv = x.to_double(), wv = w.to_double();
+  std::vector<double> y(size_t(ir::numel_of(yd)), 0.0);
+  int64_t ohw = od[0] * od[1] * od[2];
+  for (int64_t n = 0; n < xd[0]; ++n)
+    for (int64_t m = 0; m < m_all; ++m) {
+      double* yp = y.data() + (n * m_all + m) * ohw;
+      if (b)
+        for (int64_t q = 0; q < ohw; ++q) yp[q] = b->to_double()[size_t(m)];
+      int64_t gi = m / mg, mi = m % mg;
+      for (int64_t ci = 0; ci < cg; ++ci) {
+        int64_t c = gi * cg + ci;
+        for (int64_t a = 0; a < id[0]; ++a)
+          for (int64_t bb = 0; bb < id[1]; ++bb)
+            for (int64_t cc = 0; cc < id[2]; ++cc) {
+              double xval = xv[size_t((((n * xd[1] + c) * id[0] + a) * id[1] + bb) * id[2] + cc)];
+              for (int64_t ka = 0; ka < kd[0]; ++ka)
+                for (int64_t kb = 0; kb < kd[1]; ++kb)
+                  for (int64_t kc = 0; kc < kd[2]; ++kc) {
+                    int64_t oa = a * st[0] + ka * dl[0] - pb[0], ob = bb * st[1] + kb * dl[1] - pb[1],
+                            oc = cc * st[2] + kc * dl[2] - pb[2];
+                    if (oa < 0 || oa >= od[0] || ob < 0 || ob >= od[1] || oc < 0 || oc >= od[2]) continue;
+                    yp[(oa * od[1] + ob) * od[2] + oc] +=
+                        xval * wv[size_t((((c * mg + mi) * kd[0] + ka) * kd[1] + kb) * kd[2] + kc)];
+                  }
+            }
+      }
+    }
+  return Tensor::from_float(std::vector<float>(y.begin(), y.end()), yd);
+}
+
+TEST(ConvTransposeCpu, MatchesReference) {
+  struct C {
+    const char* name;
+    Dims x, w;
+    Win win;                                        // pads here are the effective (resolved) ones
+    std::map<std::string, ir::Attribute> attrs;     // what the node carries
+    Dims out;
+  };
+  const C cases[] = {
+      {"default", {1, 2, 4, 5}, {2, 3, 3, 3}, {{1, 1}, {1, 1}, {0, 0, 0, 0}}, {}, {6, 7}},
+      {"strides + output_padding", {2, 3, 3, 4}, {3, 2, 3, 3}, {{3, 2}, {1, 1}, {0, 0, 0, 0}},
+       {{"strides", attr_ints({3, 2})}, {"output_padding", attr_ints({1, 1})}}, {10, 10}},
+      {"pads", {1, 1, 3, 3}, {1, 2, 3, 3}, {{3, 2}, {1, 1}, {1, 2, 1, 2}},
+       {{"strides", attr_ints({3, 2})}, {"pads", attr_ints({1, 2, 1, 2})}}, {7, 3}},
+      {"dilations", {1, 2, 4, 4}, {2, 2, 2, 3}, {{1, 2}, {2, 3}, {0, 1, 1, 0}},
+       {{"strides", attr_ints({1, 2})}, {"dilations", attr_ints({2, 3})}, {"pads", attr_ints({0, 1, 1, 0})}}, {5, 12}},
+      {"group 2", {2, 4, 3, 3}, {4, 3, 3, 3}, {{2, 2}, {1, 1}, {1, 1, 1, 1}, 2},
+       {{"group", attr_i(2)}, {"strides", attr_ints({2, 2})}, {"pads", attr_ints({1, 1, 1, 1})}}, {5, 5}},
+      // output_shape larger than the natural 9x7: tail rows/cols stay at bias.
+      {"output_shape", {1, 1, 3, 3}, {1, 2, 3, 3}, {{3, 2}, {1, 1}, {0, 0, 0, 0}},
+       {{"strides", attr_ints({3, 2})}, {"output_shape", attr_ints({10, 8})}}, {10, 8}},
+      // output_shape smaller than natural (11x9 -> 10x8): SAME_LOWER-style begins (default).
+      {"output_shape crops", {1, 1, 3, 3}, {1, 2, 3, 3}, {{4, 3}, {1, 1}, {1, 1, 0, 0}},
+       {{"strides", attr_ints({4, 3})}, {"output_shape", attr_ints({10, 8})}}, {10, 8}},
+      {"auto_pad SAME_UPPER", {1, 1, 3, 3}, {1, 2, 3, 3}, {{2, 2}, {1, 1}, {0, 0, 1, 1}},
+       {{"strides", attr_ints({2, 2})}, {"auto_pad", attr_s("SAME_UPPER")}}, {6, 6}},
+      {"auto_pad SAME_LOWER", {1, 1, 3, 3}, {1, 2, 3, 3}, {{2, 2}, {1, 1}, {1, 1, 0, 0}},
+       {{"strides", attr_ints({2, 2})}, {"auto_pad", attr_s("SAME_LOWER")}}, {6, 6}},
+      {"1d", {1, 2, 5}, {2, 3, 3}, {{2}, {1}, {1, 0}}, {{"strides", attr_ints({2})}, {"pads", attr_ints({1, 0})}}, {10}},
+      {"3d", {1, 1, 3, 4, 5}, {1, 2, 3, 3, 3}, {{1, 1, 1}, {1, 1, 1}, {0, 0, 0, 0, 0, 0}}, {}, {5, 6, 7}},
+  };
+  uint32_t seed = 300;
+  for (const C& c : cases) {
+    SCOPED_TRACE(c.name);
+    Tensor x = test::random_tensor(DataType::kFloat32, c.x, seed++);
+    Tensor w = test::random_tensor(DataType::kFloat32, c.w, seed++);
+    Tensor b = test::random_tensor(DataType::kFloat32, {c.w[1] * c.win.group}, seed++);
+    Tensor want = ref_convt(x, w, &b, c.win, c.out);
+    for (bool cw : {true, false}) {
+      std::string tactic;
+      auto got = test::run_op("ConvTranspose", {test::in(x), cw ? test::cin(w) : test::in(w), test::cin(b)}, c.attrs,
+                              1, &tactic);
+      EXPECT_EQ(tactic, "cpu.convtranspose.gemm_col2im");
+      EXPECT_LT(test::max_rel_error(got[0], want), 1e-4);
+    }
+  }
+}
+
+ErrorCode error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.code();
+  }
+  return ErrorCode::kInternal;
+}
+
+TEST(ConvCpu, RejectsInconsistentShapes) {
+  Tensor x = test::random_tensor(DataType::kFloat32, {1, 4, 5, 5}, 1);
+  auto run = [&](Dims wd, std::map<std::string, ir::Attribute> attrs) {
+    return error_of([&] { test::run_op("Conv", {test::in(x), test::cin(Tensor(DataType::kFloat32, wd))}, attrs); });
+  };
+  EXPECT_EQ(run({2, 3, 3, 3}, {}), ErrorCode::kBadInput);                                     // channels
+  EXPECT_EQ(run({3, 2, 3, 3}, {{"group", attr_i(2)}}), ErrorCode::kBadInput);                 // M % group
+  EXPECT_EQ(run({2, 4, 3, 3}, {{"kernel_shape", attr_ints({5, 5})}}), ErrorCode::kBadInput);  // kernel_shape
+  EXPECT_EQ(run({2, 4, 7, 7}, {}), ErrorCode::kBadInput);                                     // window > input
+  EXPECT_EQ(run({2, 4, 3, 3}, {{"pads", attr_ints({1, 1})}}), ErrorCode::kBadInput);          // pads length
+  EXPECT_EQ(run({2, 4, 3}, {}), ErrorCode::kBadInput);                                        // weight rank
+  EXPECT_EQ(run({2, 4, 3, 3}, {{"auto_pad", attr_s("SAME")}}), ErrorCode::kBadInput);
+  EXPECT_EQ(run({2, 4, 3, 3}, {{"activation", attr_s("Gelu")}}), ErrorCode::kUnsupported);
+  EXPECT_EQ(run({2, 4, 3, 3}, {{"strides", attr_ints({0, 1})}}), ErrorCode::kBadInput);
+}
+
+}  // namespace
+}  // namespace kiln

@@ -1,0 +1,32 @@
+// Shared pieces of the `kiln` command line. Commands use the public API only.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include "kiln/kiln.h"
+
+namespace kiln::cli {
+
+// A subcommand and what to do when it is the one given.
+struct Command {
+  CLI::App* app = nullptr;
+  std::function<int()> run;
+};
+
+Command add_build_command(CLI::App& root);
+Command add_run_command(CLI::App& root);
+Command add_inspect_command(CLI::App& root);
+
+// "[N=1,3,224,224]": the batch axis marked as `kiln inspect` shows it.
+std::string dims_text(const TensorInfo& t);
+std::string format_bytes(int64_t bytes);  // "12.3 MiB"
+
+// Milliseconds since `start` (a steady_clock reading).
+double ms_since(std::chrono::steady_clock::time_point start);
+
+}  // namespace kiln::cli

@@ -1,0 +1,156 @@
+// kiln run ENGINE.plan [--input NAME=FILE.npy ...] [--random-inputs SEED] --outdir DIR
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <limits>
+#include <map>
+#include <random>
+#include <set>
+
+#include "cli.h"
+#include "npy.h"
+
+namespace kiln::cli {
+
+namespace {
+struct RunArgs {
+  std::string plan, outdir;
+  std::vector<std::string> inputs;
+  uint64_t seed = 0;
+  CLI::Option* seed_opt = nullptr;
+};
+
+// Floats uniform in [-1, 1), integers in [0, 10), bools fair. Built on the
+// raw mt19937_64 stream (fully specified by the standard), so a seed gives
+// the same tensor with every compiler; input k of the engine uses its own
+// stream so giving some inputs from files does not shift the others.
+HostTensor random_tensor(const TensorInfo& info, uint64_t seed, size_t k) {
+  std::seed_seq seq{uint32_t(seed), uint32_t(seed >> 32), uint32_t(k)};
+  std::mt19937_64 rng(seq);
+  HostTensor t = HostTensor::zeros(info.dtype, info.shape);
+  const int64_t n = t.numel();
+  auto unit = [&] { return double(rng() >> 11) * 0x1.0p-53; };  // [0, 1)
+  for (int64_t i = 0; i < n; ++i) {
+    switch (info.dtype) {
+      case DataType::kFloat32: t.as<float>()[i] = float(2 * unit() - 1); break;
+      case DataType::kFloat16: t.as<uint16_t>()[i] = float_to_half(float(2 * unit() - 1)); break;
+      case DataType::kInt8: t.as<int8_t>()[i] = int8_t(rng() % 10); break;
+      case DataType::kUInt8: t.as<uint8_t>()[i] = uint8_t(rng() % 10); break;
+      case DataType::kInt32: t.as<int32_t>()[i] = int32_t(rng() % 10); break;
+      case DataType::kInt64: t.as<int64_t>()[i] = int64_t(rng() % 10); break;
+      case DataType::kBool: t.as<uint8_t>()[i] = uint8_t(rng() & 1); break;
+    }
+  }
+  return t;
+}
+
+double element(const HostTensor& t, int64_t i) {
+  switch (t.dtype) {
+    case DataType::kFloat32: return t.as<float>()[i];
+    case DataType::kFloat16: return half_to_float(t.as<uint16_t>()[i]);
+    case DataType::kInt8: return t.as<int8_t>()[i];
+    case DataType::kUInt8: return t.as<uint8_t>()[i];
+    case DataType::kInt32: return t.as<int32_t>()[i];
+    case DataType::kInt64: return double(t.as<int64_t>()[i]);
+    case DataType::kBool: return t.as<uint8_t>()[i] ? 1 : 0;
+  }
+  return 0;
+}
+
+std::string stats(const HostTensor& t) {
+  double lo = std::numeric_limits<double>::infinity(), hi = -lo, sum = 0;
+  int64_t count = 0, nans = 0;
+  for (int64_t i = 0; i < t.numel(); ++i) {
+    double v = element(t, i);
+    if (std::isnan(v)) { ++nans; continue; }
+    lo = std::min(lo, v);
+    hi = std::max(hi, v);
+    sum += v;
+    ++count;
+  }
+  char buf[160];
+  if (!count) std::snprintf(buf, sizeof buf, "(no finite values)");
+  else std::snprintf(buf, sizeof buf, "min %.6g max %.6g mean %.6g", lo, hi, sum / double(count));
+  std::string s = buf;
+  if (nans) s += " nan " + std::to_string(nans);
+  return s;
+}
+
+// Output names may hold '/', ':' and the like: keep [A-Za-z0-9._-], map the
+// rest to '_', and never produce "", "." or "..", or two equal names.
+std::string file_stem(const std::string& name, size_t k, std::set<std::string>& taken) {
+  std::string s;
+  for (char c : name) s += (std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-') ? c : '_';
+  if (s.empty() || s == "." || s == "..") s = "output_" + std::to_string(k);
+  std::string stem = s;
+  for (int j = 1; !taken.insert(stem).second; ++j) stem = s + "_" + std::to_string(j);
+  return stem;
+}
+
+int run_run(const RunArgs& a) {
+  const bool random = a.seed_opt->count() > 0;
+  std::map<std::string, std::string> files;
+  for (const std::string& spec : a.inputs) {
+    size_t eq = spec.find('=');
+    if (eq == std::string::npos || eq == 0 || eq + 1 == spec.size())
+      throw_usage("--input expects NAME=FILE.npy, got '" + spec + "'");
+    if (!files.emplace(spec.substr(0, eq), spec.substr(eq + 1)).second)
+      throw_usage("--input '" + spec.substr(0, eq) + "' is given twice");
+  }
+
+  auto engine = Runtime().load(a.plan);
+  if (files.empty() && !random && !engine->inputs().empty())
+    throw_usage("give --input NAME=FILE.npy for every engine input, or --random-inputs SEED");
+  std::set<std::string> known;
+  for (const TensorInfo& t : engine->inputs()) known.insert(t.name);
+  for (auto& [name, file] : files)
+    if (!known.count(name)) {
+      std::string list;
+      for (auto& n : known) list += (list.empty() ? "'" : ", '") + n + "'";
+      throw_bad_input("--input '" + name + "': the engine has no such input (its inputs are " +
+                      (list.empty() ? "none" : list) + ")");
+    }
+  std::map<std::string, HostTensor> inputs;
+  for (size_t k = 0; k < engine->inputs().size(); ++k) {
+    const TensorInfo& info = engine->inputs()[k];
+    auto it = files.find(info.name);
+    if (it != files.end()) inputs[info.name] = npy::load(it->second);
+    else if (random) inputs[info.name] = random_tensor(info, a.seed, k);
+  }
+
+  auto ctx = engine->create_context();
+  auto start = std::chrono::steady_clock::now();
+  auto outputs = ctx->run(inputs);
+  double ms = ms_since(start);
+
+  std::error_code ec;
+  std::filesystem::create_directories(a.outdir, ec);
+  if (ec) throw_bad_input("cannot create output directory '" + a.outdir + "': " + ec.message());
+  std::set<std::string> taken;
+  for (size_t k = 0; k < engine->outputs().size(); ++k) {
+    const TensorInfo& info = engine->outputs()[k];
+    const HostTensor& t = outputs.at(info.name);
+    std::string path = (std::filesystem::path(a.outdir) / (file_stem(info.name, k, taken) + ".npy")).string();
+    npy::save(path, t);
+    std::printf("%s: %s%s %s -> %s\n", info.name.c_str(), dtype_name(t.dtype), shape_str(t.shape).c_str(),
+                stats(t).c_str(), path.c_str());
+  }
+  std::printf("run time: %.3f ms\n", ms);
+  return 0;
+}
+}  // namespace
+
+Command add_run_command(CLI::App& root) {
+  auto args = std::make_shared<RunArgs>();
+  CLI::App* app = root.add_subcommand("run", "Run an engine plan once and save its outputs as .npy files");
+  app->add_option("plan", args->plan, "plan file written by `kiln build`")->required();
+  app->add_option("--input", args->inputs, "engine input from a .npy file (repeatable)")->type_name("NAME=FILE.npy")
+      ->allow_extra_args(false);
+  args->seed_opt = app->add_option("--random-inputs", args->seed, "fill inputs not given with --input randomly")
+                       ->type_name("SEED");
+  app->add_option("--outdir", args->outdir, "directory for <output>.npy files (created if needed)")->required();
+  return {app, [args] { return run_run(*args); }};
+}
+
+}  // namespace kiln::cli

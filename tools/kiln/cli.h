@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -21,6 +22,12 @@ struct Command {
 Command add_build_command(CLI::App& root);
 Command add_run_command(CLI::App& root);
 Command add_inspect_command(CLI::App& root);
+Command add_bench_command(CLI::App& root);
+
+// Inputs from `--input NAME=FILE.npy` specs; the rest random from `seed` when
+// `random` (floats in [-1, 1), ints in [0, 10)), else a usage error.
+std::map<std::string, HostTensor> gather_inputs(const Engine& engine, const std::vector<std::string>& specs,
+                                                bool random, uint64_t seed);
 
 // "[N=1,3,224,224]": the batch axis marked as `kiln inspect` shows it.
 std::string dims_text(const TensorInfo& t);

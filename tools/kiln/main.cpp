@@ -43,7 +43,8 @@ int main(int argc, char** argv) {
   CLI::App app{"kiln: bake an ONNX model into an inference engine plan, then run or inspect it"};
   app.set_version_flag("--version", std::string("kiln ") + version());
   app.require_subcommand(1);
-  std::vector<Command> commands = {add_build_command(app), add_run_command(app), add_inspect_command(app)};
+  std::vector<Command> commands = {add_build_command(app), add_run_command(app), add_inspect_command(app),
+                                  add_bench_command(app)};
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -1,0 +1,81 @@
+// kiln bench ENGINE.plan [--input NAME=FILE.npy ...] [--warmup N] [--iterations N] [--json]
+// Times whole inferences (ExecutionContext::run, host tensors in and out)
+// after warm-up runs and reports the latency distribution.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+
+#include <nlohmann/json.hpp>
+
+#include "cli.h"
+
+namespace kiln::cli {
+
+namespace {
+struct BenchArgs {
+  std::string plan;
+  std::vector<std::string> inputs;
+  int warmup = 10, iterations = 100;
+  bool json = false;
+};
+
+double percentile(const std::vector<double>& sorted, double p) {
+  size_t k = size_t(p / 100.0 * double(sorted.size() - 1) + 0.5);
+  return sorted[std::min(k, sorted.size() - 1)];
+}
+
+int run_bench(const BenchArgs& a) {
+  if (a.iterations < 1 || a.warmup < 0) throw_usage("--iterations must be >= 1 and --warmup >= 0");
+  auto engine = Runtime().load(a.plan);
+  auto inputs = gather_inputs(*engine, a.inputs, /*random=*/true, /*seed=*/0);
+  auto ctx = engine->create_context();
+  for (int i = 0; i < a.warmup; ++i) ctx->run(inputs);
+  std::vector<double> ms;
+  ms.reserve(size_t(a.iterations));
+  for (int i = 0; i < a.iterations; ++i) {
+    auto start = std::chrono::steady_clock::now();
+    ctx->run(inputs);
+    ms.push_back(ms_since(start));
+  }
+  std::vector<double> sorted = ms;
+  std::sort(sorted.begin(), sorted.end());
+  double mean = 0;
+  for (double v : ms) mean += v / double(ms.size());
+  int64_t batch = 1;
+  if (!engine->inputs().empty()) {
+    const TensorInfo& t = engine->inputs()[0];
+    if (t.batch_axis >= 0) batch = t.shape[size_t(t.batch_axis)];
+  }
+  const double median = percentile(sorted, 50);
+  nlohmann::json j = {{"plan", a.plan},          {"device", engine->device()},
+                      {"batch", batch},          {"warmup", a.warmup},
+                      {"iterations", a.iterations}, {"min_ms", sorted.front()},
+                      {"median_ms", median},     {"mean_ms", mean},
+                      {"p90_ms", percentile(sorted, 90)}, {"p99_ms", percentile(sorted, 99)},
+                      {"max_ms", sorted.back()}, {"throughput_per_s", double(batch) * 1000.0 / median}};
+  if (a.json) {
+    std::printf("%s\n", j.dump(1).c_str());
+    return 0;
+  }
+  std::printf("%s on %s, batch %lld, %d iterations after %d warm-up\n", a.plan.c_str(), engine->device().c_str(),
+              static_cast<long long>(batch), a.iterations, a.warmup);
+  std::printf("latency ms: min %.3f  median %.3f  mean %.3f  p90 %.3f  p99 %.3f  max %.3f\n", sorted.front(), median,
+              mean, double(j["p90_ms"]), double(j["p99_ms"]), sorted.back());
+  std::printf("throughput: %.1f inferences/s\n", double(j["throughput_per_s"]));
+  return 0;
+}
+}  // namespace
+
+Command add_bench_command(CLI::App& root) {
+  auto args = std::make_shared<BenchArgs>();
+  CLI::App* app = root.add_subcommand("bench", "Time an engine plan: latency distribution and throughput");
+  app->add_option("plan", args->plan, "plan file written by `kiln build`")->required();
+  app->add_option("--input", args->inputs, "engine input from a .npy file (others random)")
+      ->type_name("NAME=FILE.npy");
+  app->add_option("--warmup", args->warmup, "untimed runs first (default 10)");
+  app->add_option("--iterations", args->iterations, "timed runs (default 100)");
+  app->add_flag("--json", args->json, "print the results as JSON");
+  return {app, [args] { return run_bench(*args); }};
+}
+
+}  // namespace kiln::cli

@@ -46,7 +46,7 @@ def test_build_run_round_trip_and_random_inputs(tmp_path):
 
 def test_inspect_model_and_plan_json(tmp_path):
     plan = tmp_path / "seed.plan"
-    kiln("build", SEED_MODEL, "-o", plan)
+    kiln("build", SEED_MODEL, "-o", plan, "--no-opt")
     for target in (SEED_MODEL, plan):
         info = json.loads(kiln("inspect", target, "--json").stdout)
         assert [i["name"] for i in info["inputs"]] == ["images"]

@@ -187,10 +187,18 @@ class WindowPool : public Kernel {
       whi[size_t(kw)] = std::max(hi, wlo[size_t(kw)]);
     }
     const T init = K == PoolKind::kMax ? lowest<T>() : T(0);
-    std::vector<float> cnt[3];  // per-axis tap counts of the average's divisor
-    for (int a = 0; a < 3; ++a)
-      for (int64_t i = 0; i < od[a]; ++i)
-        cnt[a].push_back(float(include_pad_ ? ax[a].padded[size_t(i)] : ax[a].hi[size_t(i)] - ax[a].lo[size_t(i)]));
+    std::vector<float> inv;  // 1 / divisor of each output of a plane (0 when no tap is valid)
+    if (K == PoolKind::kAvg) {
+      auto cnt = [&](int a, int64_t i) {
+        return float(include_pad_ ? ax[a].padded[size_t(i)] : ax[a].hi[size_t(i)] - ax[a].lo[size_t(i)]);
+      };
+      for (int64_t q = 0; q < od[0]; ++q)
+        for (int64_t h = 0; h < od[1]; ++h)
+          for (int64_t w = 0; w < od[2]; ++w) {
+            float c = cnt(0, q) * cnt(1, h) * cnt(2, w);
+            inv.push_back(c > 0.f ? 1.f / c : 0.f);
+          }
+    }
     const int64_t planes = x.dims()[0] * x.dims()[1], isz = id[0] * id[1] * id[2], osz = od[0] * od[1] * od[2];
     const int64_t t1 = id[0] * id[1] * od[2], t2 = id[0] * od[1] * od[2];
     const float pf = float(p_);
@@ -214,16 +222,36 @@ class WindowPool : public Kernel {
         for (int64_t row = 0; row < id[0] * id[1]; ++row) {
           const T* src = xp + row * id[2];
           T* dst = w1 + row * od[2];
-          std::fill(dst, dst + od[2], init);
+          // Interior columns (every tap inside) in one fused pass for the
+          // common 2- and 3-wide windows; the edges tap by tap.
+          int64_t ilo = 0, ihi = 0;
+          if ((k_[2] == 2 || k_[2] == 3) && (s_[2] == 1 || s_[2] == 2)) {
+            ilo = *std::max_element(wlo.begin(), wlo.end());
+            ihi = std::max(ilo, *std::min_element(whi.begin(), whi.end()));
+            const T* sb = src - pb_[2];
+            const int64_t dw = d_[2];
+            auto fused = [&](auto stride) {
+              constexpr int64_t st = decltype(stride)::value;
+              if (k_[2] == 2)
+                for (int64_t o = ilo; o < ihi; ++o) dst[o] = comb(tap(sb[o * st]), tap(sb[o * st + dw]));
+              else
+                for (int64_t o = ilo; o < ihi; ++o)
+                  dst[o] = comb(comb(tap(sb[o * st]), tap(sb[o * st + dw])), tap(sb[o * st + 2 * dw]));
+            };
+            if (s_[2] == 1) fused(std::integral_constant<int64_t, 1>());
+            else fused(std::integral_constant<int64_t, 2>());
+          }
+          std::fill(dst, dst + ilo, init);
+          std::fill(dst + ihi, dst + od[2], init);
           for (int64_t kw = 0; kw < k_[2]; ++kw) {
             const T* sk = src + kw * d_[2] - pb_[2];
-            const int64_t lo = wlo[size_t(kw)], hi = whi[size_t(kw)], st = s_[2];
-            if (st == 1)
-              for (int64_t o = lo; o < hi; ++o) dst[o] = comb(dst[o], tap(sk[o]));
-            else if (st == 2)
-              for (int64_t o = lo; o < hi; ++o) dst[o] = comb(dst[o], tap(sk[2 * o]));
-            else
+            const int64_t st = s_[2];
+            // [lo, hi) minus the fused interior [ilo, ihi)
+            for (int part = 0; part < 2; ++part) {
+              int64_t lo = part ? std::max(wlo[size_t(kw)], ihi) : wlo[size_t(kw)];
+              int64_t hi = part ? whi[size_t(kw)] : std::min(whi[size_t(kw)], ilo);
               for (int64_t o = lo; o < hi; ++o) dst[o] = comb(dst[o], tap(sk[o * st]));
+            }
           }
         }
         // H then D: rows of the previous pass combine elementwise.
@@ -231,15 +259,7 @@ class WindowPool : public Kernel {
         T* yp = ys + pl * osz;
         pool_rows(w2, yp, 1, id[0], od[0], od[1] * od[2], ax[0], d_[0], init, comb);
         if (K == PoolKind::kAvg) {
-          for (int64_t q = 0, o = 0; q < od[0]; ++q)
-            for (int64_t h = 0; h < od[1]; ++h, o += od[2]) {
-              float ch = cnt[0][size_t(q)] * cnt[1][size_t(h)];
-              const float* cw = cnt[2].data();
-              for (int64_t w = 0; w < od[2]; ++w) {
-                float c = ch * cw[w];
-                yp[o + w] = c > 0.f ? T(float(yp[o + w]) / c) : T(0);
-              }
-            }
+          for (int64_t o = 0; o < osz; ++o) yp[o] = T(float(yp[o]) * inv[size_t(o)]);
         } else if (K == PoolKind::kLp) {
           for (int64_t o = 0; o < osz; ++o)
             yp[o] = T(p_ == 2 ? std::sqrt(float(yp[o])) : std::pow(float(yp[o]), 1.f / pf));

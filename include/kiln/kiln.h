@@ -53,6 +53,7 @@ struct LayerInfo {
   std::vector<TensorInfo> inputs;   // constant inputs (weights) included
   std::vector<TensorInfo> outputs;
   std::vector<std::string> fused;   // source nodes merged into this layer
+  bool elided = false;  // runs no kernel: its outputs are views of other tensors' memory
 };
 
 struct NetworkSummary {
@@ -60,6 +61,7 @@ struct NetworkSummary {
   std::vector<LayerInfo> layers;
   int64_t launches = 0;        // kernel launches per inference
   int64_t weight_bytes = 0;
+  int64_t activation_bytes = 0;  // one context's arena: inputs, intermediates, outputs (shared by lifetime)
 };
 
 class Network;  // a parsed model (graph IR + weights)
@@ -74,6 +76,19 @@ using NetworkPtr = std::unique_ptr<Network, NetworkDeleter>;
 NetworkPtr parse_onnx(const std::string& path, const ParseOptions& opts = {});
 NetworkPtr parse_onnx_bytes(const std::string& bytes, const std::string& base_dir, const ParseOptions& opts = {});
 NetworkSummary summarize(const Network& network);
+
+// What the graph optimizer did to a network (`kiln inspect` before/after).
+struct PassInfo {
+  std::string name;
+  int64_t nodes_before = 0, nodes_after = 0;
+  std::vector<std::string> changes;  // one line per rewrite, e.g. "Conv 'c1' + BatchNormalization 'bn1' -> Conv"
+};
+struct OptimizationReport {
+  NetworkSummary before, after;  // launches_before = before.launches
+  std::vector<PassInfo> passes;
+};
+// Runs kiln's graph passes on a copy of `network` (the network is unchanged).
+OptimizationReport optimize_report(const Network& network);
 
 struct BuilderConfig {
   Device device = Device::kCpu;

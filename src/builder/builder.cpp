@@ -6,18 +6,11 @@
 #include "builder/prune.h"
 #include "engine/logging.h"
 #include "engine/plan.h"
-#include "passes/pass.h"
+#include "builder/optimize.h"
 
 namespace kiln {
 
 namespace {
-
-// The one place graph passes run (folding, fusion); they leave `g` shape-inferred.
-void optimize_graph(ir::Graph& g) {
-  cpu::ConstantEvaluator eval;
-  for (const auto& r : passes::PassManager::standard().run(g, &eval))
-    for (const auto& note : r.notes) log_message(Severity::kVerbose, r.pass + ": " + note);
-}
 
 // Picks each node's CPU kernel. Creating it validates the node (dtypes,
 // attributes) now, so an unsupported model fails at build, not at run.

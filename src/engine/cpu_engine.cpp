@@ -3,14 +3,18 @@
 // Sharing: the engine's kernels (and the weights they pre-packed) are created
 // once at load and shared by every context, as TensorRT shares an engine's
 // weights. A CPU kernel must therefore be stateless in run(): scratch lives on
-// the stack or per call. Each context owns its activation buffers, so several
-// contexts may run concurrently; one context runs one inference at a time.
+// the stack or per call. Each context owns one activation arena laid out by
+// the engine's memory plan (engine/memory_plan.h), so several contexts may run
+// concurrently; one context runs one inference at a time. Nodes the plan
+// elides (reshapes, contiguous concats) run no kernel: their outputs are views.
 #include "engine/cpu_engine.h"
 
+#include <cstdlib>
 #include <cstring>
 #include <unordered_map>
 
 #include "backends/cpu/kernel.h"
+#include "engine/memory_plan.h"
 #include "engine/summary.h"
 #include "ir/op_registry.h"
 
@@ -24,6 +28,7 @@ std::string type_str(DataType dt, const std::vector<int64_t>& dims) { return dty
 struct CpuModel {
   std::unique_ptr<ir::Graph> graph;
   std::vector<std::unique_ptr<cpu::Kernel>> kernels;  // one per node, in node order
+  MemoryPlan memory;
   std::vector<TensorInfo> inputs, outputs;
   NetworkSummary summary;
   std::string origin, device;
@@ -58,12 +63,49 @@ void check_node(const CpuModel& m, ir::Node& n) {
   }
 }
 
+std::shared_ptr<uint8_t> alloc_arena(int64_t bytes) {
+  // Rounded up and never empty, so every view (even of 0 bytes) points inside.
+  const size_t n = size_t(std::max<int64_t>((bytes + 63) / 64 * 64, 64));
+  void* p = std::aligned_alloc(64, n);
+  if (!p) throw_bad_input("out of memory allocating a " + std::to_string(n) + "-byte activation arena");
+  std::memset(p, 0, n);
+  return std::shared_ptr<uint8_t>(static_cast<uint8_t*>(p), [](uint8_t* q) { std::free(q); });
+}
+
+// No in-place kernels yet: a kernel's outputs must not share a byte with its
+// inputs or with each other, or it would overwrite what it is still reading.
+void check_no_overlap(const ir::Graph& g, const MemoryPlan& plan) {
+  for (size_t k = 0; k < g.nodes().size(); ++k) {
+    if (!plan.runs(k)) continue;
+    const ir::Node& n = *g.nodes()[k];
+    std::vector<const ir::Value*> touched;
+    for (const ir::Value* v : n.outputs)
+      if (v) touched.push_back(v);
+    const size_t nout = touched.size();
+    for (const ir::Value* v : n.inputs)
+      if (v && !v->is_constant()) touched.push_back(v);
+    for (size_t a = 0; a < nout; ++a) {
+      const ValuePlace& pa = plan.at(touched[a]);
+      for (size_t b = a + 1; b < touched.size(); ++b) {
+        const ValuePlace& pb = plan.at(touched[b]);
+        if (touched[a] == touched[b] || pa.bytes == 0 || pb.bytes == 0) continue;
+        if (pa.offset < pb.offset + pb.bytes && pb.offset < pa.offset + pa.bytes)
+          throw_internal("memory plan: " + n.label() + " writes '" + touched[a]->name + "' over '" +
+                         touched[b]->name + "'");
+      }
+    }
+  }
+}
+
 class CpuContext : public ExecutionContext {
  public:
   explicit CpuContext(std::shared_ptr<const CpuModel> m) : m_(std::move(m)) {
     const ir::Graph& g = *m_->graph;
+    arena_ = alloc_arena(m_->memory.peak_bytes);
     slots_.reserve(m_->slot_values.size());  // pointers into slots_ must stay valid
-    for (const ir::Value* v : m_->slot_values) slots_.emplace_back(v->dtype, v->dims);
+    for (const ir::Value* v : m_->slot_values)
+      slots_.push_back(ir::Tensor::view(v->dtype, v->dims, arena_, size_t(m_->memory.at(v).offset)));
+    for (const ir::Tensor& t : slots_) slot_ptr_.push_back(t.raw());
     // Node outputs are never constants (the plan reader checks), so every
     // written tensor is one of this context's slots.
     auto slot_of = [&](const ir::Value* v) -> ir::Tensor* { return v ? &slots_[m_->slot.at(v)] : nullptr; };
@@ -99,14 +141,19 @@ class CpuContext : public ExecutionContext {
       if (dst.nbytes()) std::memcpy(dst.raw(), t.data.data(), dst.nbytes());
     }
     for (size_t k = 0; k < m_->kernels.size(); ++k) {
-      m_->kernels[k]->run(ins_[k], outs_[k]);
+      if (!m_->memory.runs(k)) continue;
+      const std::vector<ir::Tensor*>& outs = outs_[k];
+      m_->kernels[k]->run(ins_[k], outs);
       const ir::Node& n = *g.nodes()[k];
       for (size_t j = 0; j < n.outputs.size(); ++j) {
         const ir::Value* v = n.outputs[j];
-        if (v && (outs_[k][j]->dtype() != v->dtype || outs_[k][j]->dims() != v->dims))
-          throw_internal(n.label() + ": the CPU kernel '" + n.tactic + "' changed output '" + v->name + "' from " +
-                         type_str(v->dtype, v->dims) + " to " +
-                         type_str(outs_[k][j]->dtype(), outs_[k][j]->dims()));
+        if (!v) continue;
+        // A kernel that swapped in its own buffer would leave the arena (and
+        // every view of this output) unwritten.
+        if (outs[j]->dtype() != v->dtype || outs[j]->dims() != v->dims || outs[j]->raw() != slot_ptr_[m_->slot.at(v)])
+          throw_internal(n.label() + ": the CPU kernel '" + n.tactic + "' replaced output '" + v->name + "' " +
+                         type_str(v->dtype, v->dims) + " with another buffer " +
+                         type_str(outs[j]->dtype(), outs[j]->dims()));
       }
     }
     std::map<std::string, HostTensor> out;
@@ -123,7 +170,9 @@ class CpuContext : public ExecutionContext {
   }
 
   std::shared_ptr<const CpuModel> m_;
-  std::vector<ir::Tensor> slots_;
+  std::shared_ptr<uint8_t> arena_;
+  std::vector<ir::Tensor> slots_;  // views into arena_
+  std::vector<const void*> slot_ptr_;  // where each view must still point after a kernel ran
   std::vector<std::vector<const ir::Tensor*>> ins_;
   std::vector<std::vector<ir::Tensor*>> outs_;
 };
@@ -167,10 +216,11 @@ std::unique_ptr<Engine> make_cpu_engine(std::unique_ptr<ir::Graph> graph, const 
   }
   for (const ir::Value* v : g.inputs) m->inputs.push_back(tensor_info(*v));
   for (const ir::Value* v : g.outputs) m->outputs.push_back(tensor_info(*v));
-  m->summary = summarize_graph(g);
-  // Activation sizes come from the plan: check them all now so a hostile
-  // plan fails at load with kBadInput rather than at the first context.
-  for (const ir::Value* v : m->slot_values) ir::numel_of(v->dims);
+  // Activation sizes come from the plan file; the planner checks them all,
+  // so a hostile plan fails here with kBadInput rather than at a context.
+  m->memory = plan_memory(g, memory_plan_options_from_env());
+  check_no_overlap(g, m->memory);
+  m->summary = summarize_graph(g, &m->memory);
   return std::make_unique<CpuEngine>(std::move(m));
 }
 

@@ -13,15 +13,21 @@ TensorInfo tensor_info(const ir::Value& v) {
   return t;
 }
 
-NetworkSummary summarize_graph(const ir::Graph& g) {
+NetworkSummary summarize_graph(const ir::Graph& g, const MemoryPlan* plan) {
+  MemoryPlan own;
+  if (!plan) {
+    own = plan_memory(g, memory_plan_options_from_env());
+    plan = &own;
+  }
   NetworkSummary s;
+  s.activation_bytes = plan->peak_bytes;
   for (const ir::Value* v : g.inputs) s.inputs.push_back(tensor_info(*v));
   for (const ir::Value* v : g.outputs) s.outputs.push_back(tensor_info(*v));
   std::set<const ir::Value*> weights;
   for (const ir::Value* v : g.outputs)
     if (v->is_constant()) weights.insert(v);
-  for (auto& np : g.nodes()) {
-    const ir::Node& n = *np;
+  for (size_t k = 0; k < g.nodes().size(); ++k) {
+    const ir::Node& n = *g.nodes()[k];
     LayerInfo l;
     l.name = n.name;
     l.op_type = n.domain.empty() ? n.op_type : n.domain + "::" + n.op_type;
@@ -36,9 +42,10 @@ NetworkSummary summarize_graph(const ir::Graph& g) {
     }
     for (const ir::Value* v : n.outputs)
       if (v) l.outputs.push_back(tensor_info(*v));
-    // Every layer is one kernel launch on the CPU; expanded layers run as
-    // their own sub-layers later and will count those instead.
-    ++s.launches;
+    // Every layer that runs is one kernel launch on the CPU; expanded layers
+    // run as their own sub-layers later and will count those instead.
+    l.elided = !plan->runs(k);
+    if (!l.elided) ++s.launches;
     s.layers.push_back(std::move(l));
   }
   for (const ir::Value* v : weights) s.weight_bytes += int64_t(v->constant->nbytes());

@@ -52,6 +52,17 @@ Tensor::Tensor(DataType dtype, Dims dims) : dtype_(dtype), dims_(std::move(dims)
   data_ = alloc_bytes(nbytes());
 }
 
+Tensor Tensor::view(DataType dtype, Dims dims, std::shared_ptr<uint8_t> base, size_t offset) {
+  Tensor t;
+  t.dtype_ = dtype;
+  t.dims_ = std::move(dims);
+  t.numel_ = numel_of(t.dims_);
+  if (!base) throw_internal("Tensor::view: no base buffer");
+  uint8_t* p = base.get() + offset;
+  t.data_ = std::shared_ptr<uint8_t>(std::move(base), p);  // aliasing: owns base, points at p
+  return t;
+}
+
 Tensor Tensor::reshaped(Dims dims) const {
   if (numel_of(dims) != numel_)
     throw_bad_input("cannot reshape " + shape_str(dims_) + " to " + shape_str(dims));

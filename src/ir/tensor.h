@@ -19,6 +19,9 @@ class Tensor {
  public:
   Tensor() = default;
   Tensor(DataType dtype, Dims dims);  // zero-filled
+  // A view of nbytes() bytes at `offset` into `base` (e.g. an engine's
+  // activation arena); shares ownership of `base`, copies nothing.
+  static Tensor view(DataType dtype, Dims dims, std::shared_ptr<uint8_t> base, size_t offset);
 
   DataType dtype() const { return dtype_; }
   const Dims& dims() const { return dims_; }

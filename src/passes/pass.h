@@ -66,5 +66,6 @@ std::unique_ptr<Pass> make_eliminate_dead_code();
 std::unique_ptr<Pass> make_remove_identity();
 std::unique_ptr<Pass> make_eliminate_common_subexpressions();
 std::unique_ptr<Pass> make_fold_batchnorm();
+std::unique_ptr<Pass> make_fuse_conv_activation();
 
 }  // namespace kiln::passes

@@ -64,6 +64,7 @@ PassManager PassManager::standard() {
   pm.add(make_remove_identity());
   pm.add(make_eliminate_common_subexpressions());
   pm.add(make_fold_batchnorm());
+  pm.add(make_fuse_conv_activation());
   pm.add(make_eliminate_dead_code());
   return pm;
 }

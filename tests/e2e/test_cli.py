@@ -53,7 +53,9 @@ def test_inspect_model_and_plan_json(tmp_path):
         assert {o["name"] for o in info["outputs"]} == {"bbox_regression", "cls_logits"}
         ops = [l["op_type"] for l in info["layers"]]
         assert ops.count("Conv") == 7 and ops.count("BatchNormalization") == 3
-        assert info["launches"] == len(info["layers"])
+        # Reshapes alias their input and the head's concats are written in place.
+        assert info["launches"] == sum(not l.get("elided", False) for l in info["layers"])
+        assert info["launches"] < len(info["layers"])
         assert all(l["path"] == "kernel" for l in info["layers"])
     text = kiln("inspect", plan).stdout
     assert "conv1" in text and "launch" in text

@@ -63,10 +63,19 @@ void print_json(const std::string& path, const Inspected& r) {
                            {"tactic", l.tactic},
                            {"inputs", tensors_json(l.inputs)},
                            {"outputs", tensors_json(l.outputs)},
-                           {"fused", l.fused}});
+                           {"fused", l.fused},
+                           {"elided", l.elided}});
   j["launches"] = s.launches;
   j["weight_bytes"] = s.weight_bytes;
+  j["activation_bytes"] = s.activation_bytes;
   std::printf("%s\n", j.dump(2).c_str());
+}
+
+// What an elided layer shows instead of a kernel name.
+const char* elided_tactic(const LayerInfo& l) { return l.op_type == "Concat" ? "(in concat)" : "(alias)"; }
+std::string shown_tactic(const LayerInfo& l) {
+  if (l.elided) return elided_tactic(l);
+  return l.tactic.empty() ? "-" : l.tactic;
 }
 
 void print_text(const std::string& path, const Inspected& r) {
@@ -81,7 +90,7 @@ void print_text(const std::string& path, const Inspected& r) {
     wname = std::max(wname, l.name.size());
     wop = std::max(wop, l.op_type.size());
     wpath = std::max(wpath, l.path.size());
-    wtac = std::max(wtac, l.tactic.size());
+    wtac = std::max(wtac, shown_tactic(l).size());
   }
   std::printf("layers (%zu):\n", s.layers.size());
   std::printf("  %-*s  %-*s  %-*s  %-9s  %-*s  %s\n", int(wname), "name", int(wop), "op", int(wpath), "path",
@@ -90,10 +99,13 @@ void print_text(const std::string& path, const Inspected& r) {
     std::string outs;
     for (auto& t : l.outputs) outs += (outs.empty() ? "" : " ") + std::string(dtype_name(t.dtype)) + dims_text(t);
     std::printf("  %-*s  %-*s  %-*s  %-9s  %-*s  %s\n", int(wname), l.name.c_str(), int(wop), l.op_type.c_str(),
-                int(wpath), l.path.c_str(), l.precision.c_str(), int(wtac), l.tactic.empty() ? "-" : l.tactic.c_str(),
-                outs.c_str());
+                int(wpath), l.path.c_str(), l.precision.c_str(), int(wtac), shown_tactic(l).c_str(), outs.c_str());
   }
-  std::printf("kernel launches: %lld\n", static_cast<long long>(s.launches));
+  const size_t elided = size_t(std::count_if(s.layers.begin(), s.layers.end(), [](auto& l) { return l.elided; }));
+  std::printf("kernel launches: %lld (%zu layers elided: views of other tensors' memory)\n",
+              static_cast<long long>(s.launches), elided);
+  std::printf("peak activation memory: %lld bytes (%s)\n", static_cast<long long>(s.activation_bytes),
+              format_bytes(s.activation_bytes).c_str());
   std::printf("weight bytes: %lld (%s)\n", static_cast<long long>(s.weight_bytes), format_bytes(s.weight_bytes).c_str());
 }
 }  // namespace

@@ -11,6 +11,7 @@
 #include "backends/cpu/conv_common.h"
 #include "backends/cpu/conv_depthwise.h"
 #include "backends/cpu/conv_gemm.h"
+#include "backends/cpu/conv_im2col.h"
 #include "backends/cpu/parallel.h"
 #include "kiln/error.h"
 
@@ -18,14 +19,8 @@ namespace kiln::cpu {
 
 namespace {
 
-// Spatial geometry in a 3-D view: 1-D and 2-D convs get leading extent-1 axes.
-struct Geom {
-  int64_t k[3] = {1, 1, 1}, s[3] = {1, 1, 1}, d[3] = {1, 1, 1}, pb[3] = {0, 0, 0};
-  int64_t taps() const { return k[0] * k[1] * k[2]; }
-};
-
-Geom read_geom(const ir::Node& n, size_t r) {
-  Geom g;
+ConvGeom read_geom(const ir::Node& n, size_t r) {
+  ConvGeom g;
   auto k = n.ints("kernel_shape"), s = n.ints("strides"), d = n.ints("dilations"), p = n.ints("pads");
   if (k.size() != r || s.size() != r || d.size() != r || p.size() != 2 * r)
     throw_internal(n.label() + ": window attributes were not resolved by shape inference");
@@ -43,42 +38,6 @@ void spatial3(const ir::Dims& dims, int64_t out[3]) {
   size_t r = dims.size() - 2, off = 3 - r;
   out[0] = out[1] = out[2] = 1;
   for (size_t i = 0; i < r; ++i) out[off + i] = dims[2 + i];
-}
-
-// Columns [r0, r1) of output rows (orow = od * OH + oh) for all Cg * K rows.
-void im2col(const float* x, int64_t cg, const int64_t id[3], const int64_t od[3], const Geom& g, int64_t r0,
-            int64_t r1, float* col) {
-  const int64_t kt = g.taps(), ow_n = od[2], iw_n = id[2], sw = g.s[2];
-  const int64_t cols = (r1 - r0) * ow_n;
-  parallel_for(cg * kt, [&](int64_t b, int64_t e) {
-    for (int64_t row = b; row < e; ++row) {
-      int64_t c = row / kt, kk = row % kt;
-      int64_t kd = kk / (g.k[1] * g.k[2]), kh = (kk / g.k[2]) % g.k[1], kw = kk % g.k[2];
-      int64_t off_w = kw * g.d[2] - g.pb[2];
-      // Output columns whose input column is inside the image.
-      int64_t lo = off_w >= 0 ? 0 : std::min(ow_n, (-off_w + sw - 1) / sw);
-      int64_t u = iw_n - 1 - off_w;
-      int64_t hi = u < 0 ? 0 : std::min(ow_n, u / sw + 1);
-      hi = std::max(hi, lo);
-      float* dst = col + row * cols;
-      for (int64_t orow = r0; orow < r1; ++orow, dst += ow_n) {
-        int64_t zd = (orow / od[1]) * g.s[0] - g.pb[0] + kd * g.d[0];
-        int64_t ih = (orow % od[1]) * g.s[1] - g.pb[1] + kh * g.d[1];
-        if (zd < 0 || zd >= id[0] || ih < 0 || ih >= id[1]) {
-          std::fill(dst, dst + ow_n, 0.f);
-          continue;
-        }
-        const float* src = x + ((c * id[0] + zd) * id[1] + ih) * iw_n;
-        std::fill(dst, dst + lo, 0.f);
-        if (sw == 1) {
-          if (hi > lo) std::memcpy(dst + lo, src + lo + off_w, size_t(hi - lo) * sizeof(float));
-        } else {
-          for (int64_t ow = lo; ow < hi; ++ow) dst[ow] = src[ow * sw + off_w];
-        }
-        std::fill(dst + hi, dst + ow_n, 0.f);
-      }
-    }
-  }, std::max<int64_t>(1, 8192 / std::max<int64_t>(cols, 1)));
 }
 
 class ConvKernel : public Kernel {
@@ -177,7 +136,7 @@ class ConvKernel : public Kernel {
 
   std::string label_;
   Algo algo_ = kIm2col;
-  Geom g_;
+  ConvGeom g_;
   int64_t group_ = 1, c_ = 0, m_ = 0;
   Activation act_;
   std::shared_ptr<const ir::Tensor> w_, b_;

@@ -1,10 +1,12 @@
 #include "backends/cpu/conv_common.h"
 
 #include <algorithm>
+#include <atomic>
 #include <climits>
 #include <cstdlib>
 #include <cmath>
 
+#include "backends/cpu/parallel.h"
 #include "kiln/error.h"
 
 namespace kiln::cpu {
@@ -97,6 +99,22 @@ float* scratch(size_t n, int slot) {
     b.cap = cap;
   }
   return b.p.get();
+}
+
+void parallel_blocks(int64_t n, int64_t block, const std::function<void(int64_t, int64_t)>& fn) {
+  if (n <= 0) return;
+  block = std::max<int64_t>(block, 1);
+  const int64_t blocks = (n + block - 1) / block;
+  const int64_t workers = std::min<int64_t>(num_threads(), blocks);
+  if (workers <= 1) {
+    fn(0, n);
+    return;
+  }
+  std::atomic<int64_t> next{0};
+  parallel_for(workers, [&](int64_t, int64_t) {
+    for (int64_t b; (b = next.fetch_add(1, std::memory_order_relaxed)) < blocks;)
+      fn(b * block, std::min(n, (b + 1) * block));
+  });
 }
 
 void check_blas_dim(const ir::Node& n, int64_t v) {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -27,6 +28,12 @@ void bias_activate(float* y, int64_t len, float bias, const Activation& act);
 // A per-thread scratch buffer of at least `n` floats (contents undefined).
 // Valid until the next call on the same thread with the same slot.
 float* scratch(size_t n, int slot = 0);
+
+// Runs fn(begin, end) over [0, n) in blocks of `block` items that the pool's
+// threads claim one at a time, so a thread that starts late (a busy core)
+// just takes fewer blocks instead of holding up the op. Runs inline when
+// there is a single block.
+void parallel_blocks(int64_t n, int64_t block, const std::function<void(int64_t, int64_t)>& fn);
 
 // Throws kUnsupported naming the node if a BLAS dimension exceeds int range.
 void check_blas_dim(const ir::Node& n, int64_t v);

@@ -72,7 +72,8 @@ void depthwise_portable(const float* xs, const float* ws, const float* bs, float
       int64_t ry = (kh * dh) % sh, rx = (kw * dw) % sw;
       off[size_t(kh * kw_n + kw)] = (ry * sw + rx) * sub + (kh * dh / sh) * wq + kw * dw / sw;
     }
-  parallel_for(n_batch * m_out, [&](int64_t b, int64_t e) {
+  const int64_t planes_per_block = std::max<int64_t>(1, (int64_t(1) << 18) / std::max<int64_t>(oh_n * ow_n * taps, 1));
+  parallel_blocks(n_batch * m_out, planes_per_block, [&](int64_t b, int64_t e) {
     float* pad = scratch(size_t(padded), 0);
     float* tmp = scratch(size_t(oh_n * wq), 1);
     std::fill(pad + sh * sw * sub, pad + padded, 0.f);
@@ -209,7 +210,9 @@ void depthwise_avx512(const float* xs, const float* ws, const float* bs, float* 
   const int kind = vec ? act.kind : Activation::kNone;
   auto fn = g.sw == 1 ? dw_plane512<1> : g.sw == 2 ? dw_plane512<2> : dw_plane512<0>;
   const std::vector<float> zeros(static_cast<size_t>(g.iw), 0.f);
-  parallel_for(n_batch * m_out, [&](int64_t s, int64_t e) {
+  // Blocks of >= ~256K MACs: enough to amortize a claim, small enough to balance.
+  const int64_t per_block = std::max<int64_t>(1, (int64_t(1) << 18) / std::max<int64_t>(osz * taps, 1));
+  parallel_blocks(n_batch * m_out, per_block, [&](int64_t s, int64_t e) {
     for (int64_t pl = s; pl < e; ++pl) {
       int64_t n = pl / m_out, oc = pl % m_out;
       float* y = ys + pl * osz;
@@ -217,7 +220,7 @@ void depthwise_avx512(const float* xs, const float* ws, const float* bs, float* 
          act.b);
       if (!vec) bias_activate(y, osz, 0.f, act);
     }
-  }, std::max<int64_t>(1, 4096 / std::max<int64_t>(osz * taps, 1)));
+  });
 }
 
 }  // namespace

@@ -149,12 +149,22 @@ void PackedGemm::run(const float* b, int64_t ldb, int64_t n, float* c, int64_t l
     if (bias || act.kind != Activation::kNone) scalar_epilogue(true);
     return;
   }
+  run_native(b, ldb, n, c, ldc, bias, act);
+}
+
+void PackedGemm::run_native(const float* b, int64_t ldb, int64_t n, float* c, int64_t ldc, const float* bias,
+                            const Activation& act) const {
+  const int64_t m = m_;
   const bool vec_act = vector_activation(act);
   const int64_t mpan = (m + kMR - 1) / kMR, nblk = (n + kNC - 1) / kNC, nkb = int64_t(kb_.size()) - 1;
-  const int64_t threads = num_threads();
-  // Split rows too when there are too few column blocks to feed every thread.
+  // Small products run on the calling thread: waking the pool costs more
+  // than it saves below a few MFLOP. Otherwise split rows too when there are
+  // too few column blocks to feed every thread.
+  const bool small = m * n * k_ < (int64_t(2) << 20);
+  const int64_t threads = small ? 1 : num_threads();
   const int64_t msplit = std::min(mpan, std::max<int64_t>(1, (2 * threads + nblk - 1) / nblk));
-  parallel_for(nblk * msplit, [&](int64_t ts, int64_t te) {
+  const int64_t tasks = nblk * msplit;
+  parallel_blocks(tasks, small ? tasks : 1, [&](int64_t ts, int64_t te) {
     float* bp = scratch(size_t(kKC * kNC), 3);
     for (int64_t task = ts; task < te; ++task) {
       int64_t nb = task / msplit, ms = task % msplit;

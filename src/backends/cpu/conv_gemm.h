@@ -25,6 +25,9 @@ class PackedGemm {
   bool native() const { return native_; }  // own AVX-512 kernel (else OpenBLAS)
 
  private:
+  void run_native(const float* b, int64_t ldb, int64_t n, float* c, int64_t ldc, const float* bias,
+                  const Activation& act) const;
+
   int64_t m_ = 0, k_ = 0;
   bool native_ = false;
   std::vector<int64_t> kb_;  // K-block boundaries (native layout)

@@ -119,11 +119,11 @@ template <class D> inline D float_to_int(double x) {
 
 // NaN-propagating max/min (numpy maximum/minimum semantics), branch-free.
 template <class T> inline T nan_max(T a, T b) {
-  if constexpr (std::is_floating_point_v<T>) return (a > b || a != a) ? a : b;
+  if constexpr (std::is_floating_point_v<T>) return ((a > b) | (a != a)) ? a : b;  // no short-circuit branch
   else return a > b ? a : b;
 }
 template <class T> inline T nan_min(T a, T b) {
-  if constexpr (std::is_floating_point_v<T>) return (a < b || a != a) ? a : b;
+  if constexpr (std::is_floating_point_v<T>) return ((a < b) | (a != a)) ? a : b;
   else return a < b ? a : b;
 }
 
@@ -304,7 +304,8 @@ template <class F> void map8(const float* x, float* y, int64_t n, F f) {
 #pragma GCC target("avx512f")
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wpsabi"  // these helpers never cross an ABI boundary
-#pragma GCC diagnostic ignored "-Wuninitialized"  // GCC 12 false positive inside avx512fintrin.h
+#pragma GCC diagnostic ignored "-Wuninitialized"  // GCC 12 false positives inside avx512fintrin.h
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 namespace v16 {
 using V = __m512;
 inline V set(float v) { return _mm512_set1_ps(v); }

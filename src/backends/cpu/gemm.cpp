@@ -134,21 +134,21 @@ class MatMulF32 : public Kernel {
   std::string tactic() const override { return plan_.fold ? "cpu.matmul.blas_folded" : "cpu.matmul.blas"; }
 
   void run(const std::vector<const ir::Tensor*>& in, const std::vector<ir::Tensor*>& out) override {
-    if (in[0]->dims() != a_dims_ || in[1]->dims() != b_dims_) {  // shapes differ from the build: replan
-      a_dims_ = in[0]->dims();
-      b_dims_ = in[1]->dims();
-      plan_ = plan_matmul(a_dims_, b_dims_);
-    }
+    // Shapes differing from the build get a plan of their own (run stays const-safe).
+    MatMulPlan replanned;
+    const bool same = in[0]->dims() == a_dims_ && in[1]->dims() == b_dims_;
+    if (!same) replanned = plan_matmul(in[0]->dims(), in[1]->dims());
+    const MatMulPlan& plan = same ? plan_ : replanned;
     const float* a = in[0]->data<float>();
     const float* b = b_ ? b_->data<float>() : in[1]->data<float>();
     float* y = out[0]->data<float>();
-    const int64_t m = plan_.m, k = plan_.k, n = plan_.n, batches = int64_t(plan_.a_off.size());
-    if (plan_.fold) {
+    const int64_t m = plan.m, k = plan.k, n = plan.n, batches = int64_t(plan.a_off.size());
+    if (plan.fold) {
       sgemm(false, false, m * batches, n, k, 1.f, a, k, b, n, 0.f, y);
       return;
     }
     for (int64_t t = 0; t < batches; ++t)
-      sgemm(false, false, m, n, k, 1.f, a + plan_.a_off[size_t(t)] * m * k, k, b + plan_.b_off[size_t(t)] * k * n,
+      sgemm(false, false, m, n, k, 1.f, a + plan.a_off[size_t(t)] * m * k, k, b + plan.b_off[size_t(t)] * k * n,
             n, 0.f, y + t * m * n);
   }
 

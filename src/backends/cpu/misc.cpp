@@ -52,6 +52,13 @@ void cast(const ir::Tensor& x, ir::Tensor& y) {
     if (y.nbytes()) std::memcpy(y.raw(), x.raw(), y.nbytes());
     return;
   }
+  if (from == DataType::kFloat16 && to == DataType::kFloat32) {
+    const uint16_t* px = x.data<uint16_t>();
+    float* py = y.data<float>();
+    ew::parallel_range(x.numel(), [&](int64_t b, int64_t e) { ew::half_to_float_n(px + b, py + b, e - b); });
+    return;
+  }
+  if (from == DataType::kFloat32 && to == DataType::kFloat16) return ew::store_half_tensor(x, y);
   if (from == DataType::kFloat16) {  // through fp32
     ir::Tensor f = ew::to_float_tensor(x);
     return cast(f, y);

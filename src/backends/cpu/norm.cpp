@@ -7,7 +7,6 @@
 #include <cmath>
 
 #include "backends/cpu/conv_common.h"
-#include "backends/cpu/parallel.h"
 #include "kiln/error.h"
 
 namespace kiln::cpu {
@@ -20,7 +19,8 @@ int64_t inner_size(const ir::Dims& d, size_t from) {
   return v;
 }
 
-int64_t grain_for(int64_t work_per_item) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(work_per_item, 1)); }
+// Items per claimed block: ~64K elements, so small tensors stay on one thread.
+int64_t grain_for(int64_t work_per_item) { return std::max<int64_t>(1, 65536 / std::max<int64_t>(work_per_item, 1)); }
 
 // y = x * a + b over one plane.
 void scale_shift(const float* x, float* y, int64_t n, float a, float b) {
@@ -55,7 +55,7 @@ class BatchNormKernel : public Kernel {
     std::vector<double> bm(static_cast<size_t>(c)), bv(static_cast<size_t>(c));
     if (training_) {
       // Batch statistics per channel over N and the spatial axes.
-      parallel_for(c, [&](int64_t s, int64_t e) {
+      parallel_blocks(c, grain_for(n_batch * inner), [&](int64_t s, int64_t e) {
         for (int64_t ch = s; ch < e; ++ch) {
           double sum = 0, sq = 0;
           for (int64_t nb = 0; nb < n_batch; ++nb) {
@@ -85,9 +85,9 @@ class BatchNormKernel : public Kernel {
     }
     const float* xs = x.data<float>();
     float* ys = out[0]->data<float>();
-    parallel_for(n_batch * c, [&](int64_t s, int64_t e) {
+    parallel_blocks(n_batch * c, grain_for(inner), [&](int64_t s, int64_t e) {
       for (int64_t p = s; p < e; ++p) scale_shift(xs + p * inner, ys + p * inner, inner, a[size_t(p % c)], b[size_t(p % c)]);
-    }, grain_for(inner));
+    });
     // Running statistics: blended in training mode, passed through otherwise.
     for (size_t k = 1; k <= 2 && k < out.size(); ++k) {
       if (!out[k]) continue;
@@ -117,14 +117,14 @@ class InstanceNormKernel : public Kernel {
     const float *scale = in[1]->data<float>(), *bias = in[2]->data<float>();
     const float* xs = x.data<float>();
     float* ys = out[0]->data<float>();
-    parallel_for(planes, [&](int64_t s, int64_t e) {
+    parallel_blocks(planes, grain_for(inner), [&](int64_t s, int64_t e) {
       for (int64_t p = s; p < e; ++p) {
         double mu, var;
         mean_var(xs + p * inner, inner, mu, var);
         double a = scale[p % c] / std::sqrt(var + double(eps_));
         scale_shift(xs + p * inner, ys + p * inner, inner, float(a), float(bias[p % c] - mu * a));
       }
-    }, grain_for(inner));
+    });
   }
 
  private:
@@ -179,7 +179,7 @@ class LayerNormKernel : public Kernel {
     float* ys = out[0]->data<float>();
     float* mean_out = out.size() > 1 && out[1] ? out[1]->data<float>() : nullptr;
     float* inv_out = out.size() > 2 && out[2] ? out[2]->data<float>() : nullptr;
-    parallel_for(rows, [&](int64_t s, int64_t e) {
+    parallel_blocks(rows, grain_for(cols), [&](int64_t s, int64_t e) {
       for (int64_t r = s; r < e; ++r) {
         double mu, var;
         mean_var(xs + r * cols, cols, mu, var);
@@ -190,7 +190,7 @@ class LayerNormKernel : public Kernel {
         if (mean_out) mean_out[r] = m;
         if (inv_out) inv_out[r] = inv;
       }
-    }, grain_for(cols));
+    });
   }
 
  private:
@@ -213,7 +213,7 @@ class LrnKernel : public Kernel {
     const float* xs = x.data<float>();
     float* ys = out[0]->data<float>();
     const float coef = alpha_ / float(size_);
-    parallel_for(planes, [&](int64_t s, int64_t e) {
+    parallel_blocks(planes, grain_for(inner * size_), [&](int64_t s, int64_t e) {
       std::vector<float> sq(static_cast<size_t>(inner));
       for (int64_t p = s; p < e; ++p) {
         int64_t ch = p % c, base = p - ch;
@@ -226,7 +226,7 @@ class LrnKernel : public Kernel {
         float* yp = ys + p * inner;
         for (int64_t i = 0; i < inner; ++i) yp[i] = xp[i] / std::pow(bias_ + coef * sq[size_t(i)], beta_);
       }
-    }, grain_for(inner * size_));
+    });
   }
 
  private:

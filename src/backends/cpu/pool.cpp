@@ -11,7 +11,6 @@
 #include <type_traits>
 
 #include "backends/cpu/conv_common.h"
-#include "backends/cpu/parallel.h"
 #include "kiln/error.h"
 
 namespace kiln::cpu {
@@ -104,7 +103,7 @@ class WindowPool : public Kernel {
     T* ys = y.data<T>();
     int64_t* is = ind ? ind->data<int64_t>() : nullptr;
     const double inv_p = 1.0 / double(p_);
-    parallel_for(planes, [&](int64_t b, int64_t e) {
+    parallel_blocks(planes, std::max<int64_t>(1, 65536 / std::max<int64_t>(osz * k_[0] * k_[1] * k_[2], 1)), [&](int64_t b, int64_t e) {
       for (int64_t pl = b; pl < e; ++pl) {
         const T* xp = xs + pl * isz;
         T* yp = ys + pl * osz;
@@ -160,7 +159,7 @@ class WindowPool : public Kernel {
               }
             }
       }
-    }, std::max<int64_t>(1, 4096 / std::max<int64_t>(osz * k_[0] * k_[1] * k_[2], 1)));
+    });
   }
 
   // Max, sum and sum of |x|^p over a box are separable: pool along W (taps
@@ -214,7 +213,7 @@ class WindowPool : public Kernel {
     };
     const T* xs = x.data<T>();
     T* ys = y.data<T>();
-    parallel_for(planes, [&](int64_t b, int64_t e) {
+    parallel_blocks(planes, std::max<int64_t>(1, 65536 / std::max<int64_t>(isz, 1)), [&](int64_t b, int64_t e) {
       T* w1 = reinterpret_cast<T*>(scratch(size_t(t1 * sizeof(T) / sizeof(float) + 1), 0));
       T* w2 = reinterpret_cast<T*>(scratch(size_t(t2 * sizeof(T) / sizeof(float) + 1), 1));
       for (int64_t pl = b; pl < e; ++pl) {
@@ -265,7 +264,7 @@ class WindowPool : public Kernel {
             yp[o] = T(p_ == 2 ? std::sqrt(float(yp[o])) : std::pow(float(yp[o]), 1.f / pf));
         }
       }
-    }, std::max<int64_t>(1, 4096 / std::max<int64_t>(isz, 1)));
+    });
   }
 
   // dst[o][j] = comb over valid taps t of src[start + t*d][j], for each of `outer` blocks.
@@ -338,7 +337,7 @@ class GlobalPool : public Kernel {
     const int64_t planes = x.dims()[0] * x.dims()[1], sz = planes ? x.numel() / planes : 0;
     const T* xs = x.data<T>();
     T* ys = y.data<T>();
-    parallel_for(planes, [&](int64_t b, int64_t e) {
+    parallel_blocks(planes, std::max<int64_t>(1, 65536 / std::max<int64_t>(sz, 1)), [&](int64_t b, int64_t e) {
       for (int64_t pl = b; pl < e; ++pl) {
         const T* p = xs + pl * sz;
         if (kind_ == PoolKind::kMax) {
@@ -353,7 +352,7 @@ class GlobalPool : public Kernel {
           ys[pl] = T(std::pow(acc, 1.0 / double(p_)));
         }
       }
-    }, std::max<int64_t>(1, 4096 / std::max<int64_t>(sz, 1)));
+    });
   }
 
   PoolKind kind_;

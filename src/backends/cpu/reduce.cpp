@@ -334,8 +334,50 @@ std::unique_ptr<Kernel> make_reduce(const ir::Node& n) {
 
 // ArgMax/ArgMin over [O, A, I]; ties pick the first index, or the last with
 // select_last_index; NaN counts as the extreme (numpy argmax semantics).
+// One contiguous row: a vectorizable extreme first, then the index of its
+// first (or last) occurrence.
+template <class T, bool kMax> T row_extreme(const T* p, int64_t A) {
+  T m = p[0];
+  int64_t a = 1;
+#ifdef KILN_EW_AVX2
+  if constexpr (std::is_same_v<T, float>) {  // explicit: the compiler leaves this scalar
+    __m256 vm = _mm256_set1_ps(p[0]), nan = _mm256_setzero_ps();
+    for (a = 0; a + 8 <= A; a += 8) {
+      __m256 v = _mm256_loadu_ps(p + a);
+      nan = _mm256_or_ps(nan, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+      vm = kMax ? _mm256_max_ps(vm, v) : _mm256_min_ps(vm, v);
+    }
+    if (_mm256_movemask_ps(nan)) return std::numeric_limits<float>::quiet_NaN();
+    float lanes[8];
+    _mm256_storeu_ps(lanes, vm);
+    for (float l : lanes) m = kMax ? std::max(m, l) : std::min(m, l);
+  }
+#endif
+  for (; a < A; ++a) m = kMax ? ew::nan_max(m, p[a]) : ew::nan_min(m, p[a]);
+  return m;
+}
+
+template <class T, bool kMax> int64_t arg_row(const T* p, int64_t A, bool last) {
+  const T m = row_extreme<T, kMax>(p, A);
+  const bool nan = m != m;  // NaN is the extreme (numpy)
+  auto hit = [&](int64_t k) { return nan ? p[k] != p[k] : p[k] == m; };
+  int64_t k = 0;
+  if (last) {
+    for (k = A - 1; k > 0 && !hit(k); --k) {}
+  } else {
+    for (; k < A - 1 && !hit(k); ++k) {}
+  }
+  return k;
+}
+
 template <class T, bool kMax>
 void arg_reduce(const T* x, int64_t* y, int64_t O, int64_t A, int64_t I, bool last) {
+  if (I == 1) {
+    ew::parallel_range(O, [&](int64_t b, int64_t e) {
+      for (int64_t o = b; o < e; ++o) y[o] = arg_row<T, kMax>(x + o * A, A, last);
+    }, std::max<int64_t>(1, ew::kGrain / std::max<int64_t>(A, 1)));
+    return;
+  }
   ew::parallel_range(O * I, [&](int64_t b, int64_t e) {
     for (int64_t j = b; j < e; ++j) {
       const T* p = x + (j / I) * A * I + (j % I);

@@ -249,37 +249,64 @@ void ResizeKernel::run_nearest(const ir::Tensor& x, ir::Tensor& y) const {
   });
 }
 
+// Work items are (plane, block of output rows). Each item first interpolates
+// the source rows its block reads along W (2 gathers per value, once per
+// source row), then blends row pairs along H with contiguous, vectorizable
+// loops. Upsampling reuses every horizontal row for several output rows.
 void ResizeKernel::run_bilinear(const ir::Tensor& x, ir::Tensor& y) const {
+  constexpr int64_t kRowBlock = 16;
   const size_t r = tables_.size();
   const AxisTable &ty = tables_[r - 2], &tx = tables_[r - 1];
   const int64_t H = spec_.in[r - 2], W = spec_.in[r - 1], OH = ty.len, OW = tx.len;
-  const int64_t planes = y.numel() / (OH * OW);
+  const int64_t planes = y.numel() / (OH * OW), blocks = (OH + kRowBlock - 1) / kRowBlock;
   const float* src = x.data<float>();
   float* dst = y.data<float>();
   const float ext = spec_.extrapolation;
-  parallel_for(planes * OH, [&](int64_t b, int64_t e) {
+  const int64_t* xi = tx.idx.data();
+  const float* xw = tx.w.data();
+  parallel_for(planes * blocks, [&](int64_t b, int64_t e) {
+    std::vector<float> rows;       // horizontally resized source rows lo..hi
+    std::vector<uint8_t> ready;
     for (int64_t w = b; w < e; ++w) {
-      const int64_t p = w / OH, oy = w % OH;
-      float* d = dst + w * OW;
-      if (ty.outside[size_t(oy)]) {
-        std::fill(d, d + OW, ext);
-        continue;
+      const int64_t p = w / blocks, y0 = (w % blocks) * kRowBlock, y1 = std::min(OH, y0 + kRowBlock);
+      int64_t lo = H, hi = -1;
+      for (int64_t oy = y0; oy < y1; ++oy)
+        for (int k = 0; k < 2; ++k) {
+          lo = std::min(lo, ty.idx[size_t(2 * oy + k)]);
+          hi = std::max(hi, ty.idx[size_t(2 * oy + k)]);
+        }
+      rows.resize(size_t((hi - lo + 1) * OW));
+      ready.assign(size_t(hi - lo + 1), 0);
+      const float* plane = src + p * H * W;
+      auto hrow = [&](int64_t sy) -> const float* {
+        float* h = rows.data() + (sy - lo) * OW;
+        if (!ready[size_t(sy - lo)]) {
+          const float* s = plane + sy * W;
+          for (int64_t ox = 0; ox < OW; ++ox) h[ox] = xw[2 * ox] * s[xi[2 * ox]] + xw[2 * ox + 1] * s[xi[2 * ox + 1]];
+          ready[size_t(sy - lo)] = 1;
+        }
+        return h;
+      };
+      for (int64_t oy = y0; oy < y1; ++oy) {
+        float* d = dst + (p * OH + oy) * OW;
+        if (ty.outside[size_t(oy)]) {
+          std::fill(d, d + OW, ext);
+          continue;
+        }
+        const float wy0 = ty.w[size_t(2 * oy)], wy1 = ty.w[size_t(2 * oy + 1)];
+        const float* h1 = hrow(ty.idx[size_t(2 * oy + 1)]);
+        if (wy0 == 0.f) {  // the source coordinate is a whole row (align_corners, asymmetric)
+          for (int64_t ox = 0; ox < OW; ++ox) d[ox] = wy1 * h1[ox];
+        } else {
+          const float* h0 = hrow(ty.idx[size_t(2 * oy)]);
+          for (int64_t ox = 0; ox < OW; ++ox) d[ox] = wy0 * h0[ox] + wy1 * h1[ox];
+        }
+        if (tx.any_outside)
+          for (int64_t ox = 0; ox < OW; ++ox)
+            if (tx.outside[size_t(ox)]) d[ox] = ext;
       }
-      const float* r0 = src + (p * H + ty.idx[size_t(2 * oy)]) * W;
-      const float* r1 = src + (p * H + ty.idx[size_t(2 * oy + 1)]) * W;
-      const float wy0 = ty.w[size_t(2 * oy)], wy1 = ty.w[size_t(2 * oy + 1)];
-      const int64_t* xi = tx.idx.data();
-      const float* xw = tx.w.data();
-      for (int64_t ox = 0; ox < OW; ++ox) {
-        const int64_t x0 = xi[2 * ox], x1 = xi[2 * ox + 1];
-        const float wx0 = xw[2 * ox], wx1 = xw[2 * ox + 1];
-        d[ox] = wy0 * (wx0 * r0[x0] + wx1 * r0[x1]) + wy1 * (wx0 * r1[x0] + wx1 * r1[x1]);
-      }
-      if (tx.any_outside)
-        for (int64_t ox = 0; ox < OW; ++ox)
-          if (tx.outside[size_t(ox)]) d[ox] = ext;
     }
-  }, std::max<int64_t>(1, 4096 / std::max<int64_t>(1, OW)));
+  }, std::max<int64_t>(1, 1024 / std::max<int64_t>(1, OW)));
 }
 
 // One 1-D interpolation per resized axis, most-shrinking axis first so later
@@ -314,6 +341,14 @@ void ResizeKernel::run_separable(const ir::Tensor& x, ir::Tensor& y) const {
           continue;
         }
         const float* sp = s + p * lin * post;
+        if (post == 1) {  // innermost axis: one dot product of the taps
+          const int64_t* ix = &t.idx[size_t(o * K)];
+          const float* wt = &t.w[size_t(o * K)];
+          float acc = 0.f;
+          for (int64_t k = 0; k < K; ++k) acc += wt[k] * sp[ix[k]];
+          *d = acc;
+          continue;
+        }
         for (int64_t k = 0; k < K; ++k) {
           const float wk = t.w[size_t(o * K + k)];
           if (wk == 0.f) continue;

@@ -33,10 +33,12 @@ std::unique_ptr<Kernel> make_copy(const ir::Node& n) {
   });
 }
 
+// Inference accepts training_mode=true only with a zero ratio (checked at build), where it is a copy too.
 std::unique_ptr<Kernel> make_dropout(const ir::Node& n) {
   return make_kernel("memcpy", [label = n.label()](const std::vector<const ir::Tensor*>& in,
                                                    const std::vector<ir::Tensor*>& out) {
-    if (in.size() > 2 && in[2] && in[2]->numel() > 0 && in[2]->to_int64()[0] != 0)
+    const bool zero_ratio = in.size() > 1 && in[1] && in[1]->numel() > 0 && in[1]->to_double()[0] == 0.0;
+    if (in.size() > 2 && in[2] && in[2]->numel() > 0 && in[2]->to_int64()[0] != 0 && !zero_ratio)
       throw_unsupported(label + ": training_mode=true is not supported (kiln runs inference only)");
     check_same_bytes(label, *in[0], *out[0]);
     parallel_memcpy(out[0]->raw(), in[0]->raw(), out[0]->nbytes());

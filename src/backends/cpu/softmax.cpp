@@ -41,7 +41,68 @@ float row_sum(const float* x, int64_t n) {
   return s;
 }
 
+#ifdef KILN_EW_AVX2
+#pragma GCC push_options
+#pragma GCC target("avx512f")
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wpsabi"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+// Softmax / LogSoftmax of one contiguous row, 16 lanes at a time: max,
+// then exp(x - max) with its sum in the same pass, then scale or shift.
+void softmax_row16(const float* x, float* y, int64_t n, Mode mode) {
+  const __m512 ninf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+  __m512 vm = ninf;
+  __mmask16 nan = 0;
+  int64_t i = 0;
+  const __mmask16 tail = __mmask16((1u << (n % 16)) - 1u);
+  for (; i + 16 <= n; i += 16) {
+    __m512 v = _mm512_loadu_ps(x + i);
+    nan |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+    vm = _mm512_max_ps(vm, v);
+  }
+  if (tail) {
+    __m512 v = _mm512_mask_loadu_ps(ninf, tail, x + i);
+    nan |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+    vm = _mm512_max_ps(vm, v);
+  }
+  const float m = nan ? std::numeric_limits<float>::quiet_NaN() : _mm512_reduce_max_ps(vm);
+  const __m512 vmx = _mm512_set1_ps(m);
+  __m512 vs = _mm512_setzero_ps();
+  const bool store = mode == Mode::kSoftmax;
+  for (i = 0; i + 16 <= n; i += 16) {
+    __m512 e = ew::v16::exp(_mm512_sub_ps(_mm512_loadu_ps(x + i), vmx));
+    vs = _mm512_add_ps(vs, e);
+    if (store) _mm512_storeu_ps(y + i, e);
+  }
+  if (tail) {
+    __m512 e = ew::v16::exp(_mm512_sub_ps(_mm512_maskz_loadu_ps(tail, x + i), vmx));
+    e = _mm512_maskz_mov_ps(tail, e);
+    vs = _mm512_add_ps(vs, e);
+    if (store) _mm512_mask_storeu_ps(y + i, tail, e);
+  }
+  const float s = _mm512_reduce_add_ps(vs);
+  if (store) {
+    const __m512 inv = _mm512_set1_ps(1.0f / s);
+    for (i = 0; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, _mm512_mul_ps(_mm512_loadu_ps(y + i), inv));
+    if (tail) _mm512_mask_storeu_ps(y + i, tail, _mm512_mul_ps(_mm512_maskz_loadu_ps(tail, y + i), inv));
+  } else {
+    // (x - m) first: subtracting m + log(s) at once would round at m's scale.
+    const __m512 ls = _mm512_set1_ps(std::log(s));
+    for (i = 0; i + 16 <= n; i += 16)
+      _mm512_storeu_ps(y + i, _mm512_sub_ps(_mm512_sub_ps(_mm512_loadu_ps(x + i), vmx), ls));
+    if (tail)
+      _mm512_mask_storeu_ps(y + i, tail, _mm512_sub_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(tail, x + i), vmx), ls));
+  }
+}
+#pragma GCC diagnostic pop
+#pragma GCC pop_options
+#endif
+
 void softmax_row(const float* x, float* y, int64_t n, Mode mode) {
+#ifdef KILN_EW_AVX2
+  if (mode != Mode::kHard && ew::has_avx512()) return softmax_row16(x, y, n, mode);
+#endif
   if (mode == Mode::kHard) {
     int64_t best = 0;
     for (int64_t i = 1; i < n; ++i)

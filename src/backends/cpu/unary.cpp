@@ -61,6 +61,7 @@ KILN_FOP(Elu, x < 0.0f ? p.alpha * ew::expm1_fast(x) : x)
 KILN_FOP(Selu, x > 0.0f ? p.gamma * x : p.gamma * p.alpha * ew::expm1_fast(x))
 KILN_FOP(Celu, x < 0.0f ? p.alpha * ew::expm1_fast(x / p.alpha) : x)
 KILN_FOP(ThresholdedRelu, x > p.alpha ? x : 0.0f)
+KILN_FOP(Shrink, x < -p.alpha ? x + p.beta : (x > p.alpha ? x - p.beta : 0.0f))
 KILN_FOP(Mish, x * ew::tanh_fast(softplus(x)))
 KILN_FOP(Sin, std::sin(x))
 KILN_FOP(Cos, std::cos(x))
@@ -85,6 +86,11 @@ void arr_sigmoid(const float* x, float* y, int64_t n, const Params&) { ew::sigmo
 void arr_tanh(const float* x, float* y, int64_t n, const Params&) { ew::tanh_n(x, y, n); }
 void arr_erf(const float* x, float* y, int64_t n, const Params&) { ew::erf_n(x, y, n); }
 void arr_gelu_erf(const float* x, float* y, int64_t n, const Params&) { ew::gelu_erf_n(x, y, n); }
+void arr_swish(const float* x, float* y, int64_t n, const Params& p) {
+  for (int64_t i = 0; i < n; ++i) y[i] = p.alpha * x[i];
+  ew::sigmoid_n(y, y, n);
+  for (int64_t i = 0; i < n; ++i) y[i] *= x[i];
+}
 void arr_gelu_tanh(const float* x, float* y, int64_t n, const Params&) { ew::gelu_tanh_n(x, y, n); }
 
 const std::map<std::string, FloatFn>& float_ops() {
@@ -99,6 +105,7 @@ const std::map<std::string, FloatFn>& float_ops() {
       {"Cos", map_f<Cos>}, {"Tan", map_f<Tan>}, {"Asin", map_f<Asin>}, {"Acos", map_f<Acos>},
       {"Atan", map_f<Atan>}, {"Sinh", map_f<Sinh>}, {"Cosh", map_f<Cosh>}, {"Asinh", map_f<Asinh>},
       {"Acosh", map_f<Acosh>}, {"Atanh", map_f<Atanh>}, {"Clip", map_f<Clip>},
+      {"Shrink", map_f<Shrink>}, {"Swish", arr_swish},
   };
   return m;
 }
@@ -108,7 +115,8 @@ Params params_of(const ir::Node& n) {
   const std::string& op = n.op_type;
   if (op == "LeakyRelu") p.alpha = n.f("alpha", 0.01f);
   if (op == "HardSigmoid") p.alpha = n.f("alpha", 0.2f), p.beta = n.f("beta", 0.5f);
-  if (op == "Elu" || op == "Celu" || op == "ThresholdedRelu") p.alpha = n.f("alpha", 1.0f);
+  if (op == "Elu" || op == "Celu" || op == "ThresholdedRelu" || op == "Swish") p.alpha = n.f("alpha", 1.0f);
+  if (op == "Shrink") p.alpha = n.f("lambd", 0.5f), p.beta = n.f("bias", 0.0f);
   if (op == "Selu") p.alpha = n.f("alpha", 1.67326319217681884765625f), p.gamma = n.f("gamma", 1.05070102214813232421875f);
   if (op == "IsInf") p.pos = n.i("detect_positive", 1) != 0, p.neg = n.i("detect_negative", 1) != 0;
   if (op == "Celu" && p.alpha == 0.0f) throw_bad_input(n.label() + ": Celu alpha must not be 0");
@@ -154,6 +162,7 @@ template <class T> void int_map(const std::string& op, const T* x, T* y, int64_t
   else if (op == "Neg") go([](T v) { return ew::wrap_neg(v); });
   else if (op == "Abs") go([](T v) { return v < T(0) ? ew::wrap_neg(v) : v; });
   else if (op == "Sign") go([](T v) { return T((v > T(0)) - (v < T(0))); });
+  else if (op == "BitwiseNot") go([](T v) { return T(~v); });
   else if (op == "Clip") go([lo, hi](T v) { v = v < lo ? lo : v; return v > hi ? hi : v; });
   else throw_internal("int_map: " + op);
 }
@@ -200,7 +209,7 @@ std::unique_ptr<Kernel> make_unary(const ir::Node& n) {
       run_float_map<uint8_t>(*in[0], *out[0], fn, p);
     });
   }
-  if (ew::is_int(dt) && (op == "Relu" || op == "Neg" || op == "Abs" || op == "Sign" || op == "Clip")) {
+  if (ew::is_int(dt) && (op == "Relu" || op == "Neg" || op == "Abs" || op == "Sign" || op == "Clip" || op == "BitwiseNot")) {
     switch (dt) {
       case DataType::kInt8: return make_int_kernel<int8_t>(n);
       case DataType::kUInt8: return make_int_kernel<uint8_t>(n);
@@ -238,7 +247,7 @@ void register_unary_kernels(KernelRegistry& r) {
                          "Reciprocal", "Neg", "Abs", "Floor", "Ceil", "Round", "Sign", "Erf", "Softplus",
                          "Softsign", "Elu", "Selu", "Celu", "ThresholdedRelu", "Mish", "Gelu", "Sin", "Cos", "Tan",
                          "Asin", "Acos", "Atan", "Sinh", "Cosh", "Asinh", "Acosh", "Atanh", "Not", "IsNaN",
-                         "IsInf", "Clip"})
+                         "IsInf", "Clip", "Swish", "Shrink", "BitwiseNot"})
     r.add(op, make_unary);
 }
 

@@ -7,7 +7,7 @@ namespace kiln::ir {
 
 namespace {
 
-enum class In { kNumeric, kFloat, kBool, kAny, kUnsigned };
+enum class In { kNumeric, kFloat, kBool, kAny, kUnsigned, kInt };
 enum class Out { kSame, kBool };
 
 bool accepts(In c, DataType t) {
@@ -16,6 +16,7 @@ bool accepts(In c, DataType t) {
     case In::kFloat: return t == DataType::kFloat32 || t == DataType::kFloat16;
     case In::kBool: return t == DataType::kBool;
     case In::kUnsigned: return t == DataType::kUInt8;
+    case In::kInt: return t != DataType::kBool && t != DataType::kFloat32 && t != DataType::kFloat16;
     case In::kAny: return true;
   }
   return false;
@@ -26,6 +27,7 @@ const char* class_name(In c) {
     case In::kFloat: return "floating-point (fp32/fp16)";
     case In::kBool: return "bool";
     case In::kUnsigned: return "unsigned integer";
+    case In::kInt: return "integer";
     case In::kAny: return "any";
   }
   return "?";
@@ -120,6 +122,7 @@ void register_binary_ops(OpRegistry& r) {
   for (const char* op : {"Less", "Greater", "LessOrEqual", "GreaterOrEqual"})
     add(op, broadcasting(In::kNumeric, Out::kBool, 2, 2));
   for (const char* op : {"And", "Or", "Xor"}) add(op, broadcasting(In::kBool, Out::kBool, 2, 2));
+  for (const char* op : {"BitwiseAnd", "BitwiseOr", "BitwiseXor"}) add(op, broadcasting(In::kInt, Out::kSame, 2, 2));
   add("Pow", infer_pow);
   add("Mod", infer_mod);
   add("BitShift", infer_bitshift);

@@ -25,8 +25,10 @@ DataType from_onnx_dtype(const Node& n, int64_t code, const char* attr) {
   }
   static const char* names[] = {"UNDEFINED", "FLOAT", "UINT8", "INT8", "UINT16", "INT16", "INT32", "INT64",
                                 "STRING", "BOOL", "FLOAT16", "DOUBLE", "UINT32", "UINT64", "COMPLEX64",
-                                "COMPLEX128", "BFLOAT16"};
-  std::string name = code >= 0 && code < 17 ? names[code] : "type " + std::to_string(code);
+                                "COMPLEX128", "BFLOAT16", "FLOAT8E4M3FN", "FLOAT8E4M3FNUZ", "FLOAT8E5M2",
+                                "FLOAT8E5M2FNUZ", "UINT4", "INT4", "FLOAT4E2M1", "FLOAT8E8M0"};
+  const int64_t known = int64_t(sizeof(names) / sizeof(names[0]));
+  std::string name = code >= 0 && code < known ? names[code] : "type " + std::to_string(code);
   throw_unsupported(n.label() + ": " + attr + "=" + name +
                     " is not a kiln dtype (kiln supports fp32, fp16, int8, uint8, int32, int64, bool)");
 }

@@ -147,9 +147,17 @@ void infer_identity(Node& n) {
 
 void infer_dropout(Node& n) {
   const Value& x = input_checked(n, 0);
-  if (const Value* t = n.in(2); t && t->is_constant() && t->constant->numel() > 0 &&
-                                t->constant->to_int64()[0] != 0)
-    throw_unsupported(n.label() + ": training_mode=true is not supported (kiln runs inference only)");
+  // Training mode drops random elements; it is only an identity when the ratio is a constant 0.
+  if (const Value* t = n.in(2); t && numel_of(t->dims) > 0) {
+    const Value* ratio = n.in(1);
+    const bool zero_ratio = ratio && ratio->is_constant() && ratio->constant->numel() > 0 &&
+                            ratio->constant->to_double()[0] == 0.0;
+    if (!t->is_constant() && !zero_ratio)
+      throw_unsupported(n.label() + ": input '" + t->name + "' (training_mode) must be a constant false; kiln runs "
+                        "inference only");
+    if (t->is_constant() && t->constant->to_int64()[0] != 0 && !zero_ratio)
+      throw_unsupported(n.label() + ": training_mode=true is not supported (kiln runs inference only)");
+  }
   set_output(n, 0, x.dtype, x.dims);
   set_output(n, 1, DataType::kBool, x.dims);
 }

@@ -8,7 +8,7 @@ namespace kiln::ir {
 
 namespace {
 
-enum class Kind { kFloat, kSigned, kNumeric, kBool, kPredicate };
+enum class Kind { kFloat, kSigned, kNumeric, kInt, kBool, kPredicate };
 
 bool is_float(DataType t) { return t == DataType::kFloat32 || t == DataType::kFloat16; }
 bool is_signed(DataType t) {
@@ -23,6 +23,7 @@ void check_kind(const Node& n, const Value& x, Kind kind) {
     case Kind::kPredicate: ok = is_float(x.dtype); want = "a floating-point (fp32/fp16)"; break;
     case Kind::kSigned: ok = is_signed(x.dtype); want = "a signed numeric"; break;
     case Kind::kNumeric: ok = x.dtype != DataType::kBool; want = "a numeric"; break;
+    case Kind::kInt: ok = x.dtype != DataType::kBool && !is_float(x.dtype); want = "an integer"; break;
     case Kind::kBool: ok = x.dtype == DataType::kBool; want = "a bool"; break;
   }
   if (!ok)
@@ -68,7 +69,7 @@ void register_unary_ops(OpRegistry& r) {
   auto add = [&](const char* op, InferFn f) { r.add({"", op, std::move(f)}); };
   for (const char* op : {"Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Exp", "Log", "Sqrt", "Reciprocal",
                          "Floor", "Ceil", "Round", "Erf", "Softplus", "Softsign", "Elu", "Selu", "Celu",
-                         "ThresholdedRelu", "Mish", "LeakyRelu", "Sin", "Cos", "Tan", "Asin", "Acos", "Atan",
+                         "ThresholdedRelu", "Mish", "LeakyRelu", "Swish", "Sin", "Cos", "Tan", "Asin", "Acos", "Atan",
                          "Sinh", "Cosh", "Asinh", "Acosh", "Atanh"})
     add(op, unary(Kind::kFloat));
   add("Gelu", infer_gelu);
@@ -76,6 +77,8 @@ void register_unary_ops(OpRegistry& r) {
   add("Neg", unary(Kind::kSigned));
   add("Abs", unary(Kind::kNumeric));
   add("Sign", unary(Kind::kNumeric));
+  add("Shrink", unary(Kind::kNumeric));
+  add("BitwiseNot", unary(Kind::kInt));
   add("Not", unary(Kind::kBool));
   add("IsNaN", unary(Kind::kPredicate));
   add("IsInf", unary(Kind::kPredicate));

@@ -120,8 +120,9 @@ TEST(BinaryKernels, FloatArithmeticBroadcasts) {
       Tensor got = run_op(op.name, {in(a), in(b)}, {}, 1, &tactic)[0];
       Tensor want = reference({a, b}, DataType::kFloat32, [&](auto& v) { return op.f(v[0], v[1]); });
       EXPECT_LT(max_rel_error(got, want), 1e-6) << op.name << " " << shape_str(p.a) << " " << shape_str(p.b);
-      if (std::string(op.name) != "Pow" && ir::numel_of(want.dims()) > 0)
+      if (std::string(op.name) != "Pow" && ir::numel_of(want.dims()) > 0) {
         EXPECT_EQ(tactic, std::string("cpu.eltwise.") + p.kind) << op.name << " " << shape_str(p.a) << shape_str(p.b);
+      }
     }
 }
 
@@ -250,6 +251,17 @@ TEST(BinaryKernels, ComparisonsAndLogic) {
     Tensor want = reference({p, q}, DataType::kBool, [&](auto& v) { return double(l.f(v[0] != 0, v[1] != 0)); });
     EXPECT_EQ(run_op(l.op, {in(p), in(q)})[0].to_int64(), want.to_int64()) << l.op;
   }
+  Tensor ia = random_tensor(DataType::kInt32, {3, 1, 4}, 5, -1000, 1000), ib = random_tensor(DataType::kInt32, {5, 1}, 6, -1000, 1000);
+  struct { const char* op; std::function<int64_t(int64_t, int64_t)> f; } bits[] = {
+      {"BitwiseAnd", [](int64_t s, int64_t t) { return s & t; }},
+      {"BitwiseOr", [](int64_t s, int64_t t) { return s | t; }},
+      {"BitwiseXor", [](int64_t s, int64_t t) { return s ^ t; }},
+  };
+  for (auto& bo : bits) {
+    Tensor want = reference({ia, ib}, DataType::kInt32, [&](auto& v) { return double(bo.f(int64_t(v[0]), int64_t(v[1]))); });
+    EXPECT_EQ(run_op(bo.op, {in(ia), in(ib)})[0].to_int64(), want.to_int64()) << bo.op;
+  }
+  EXPECT_THROW(run_op("BitwiseAnd", {in(a), in(a)}), Error);  // floats are not bitwise types
   Tensor u = make(DataType::kUInt8, {4}, {16, 4, 1, 255}), s = make(DataType::kUInt8, {4}, {1, 2, 9, 4});
   EXPECT_EQ(run_op("BitShift", {in(u), in(s)}, {{"direction", attr_s("LEFT")}})[0].to_int64(),
             (std::vector<int64_t>{32, 16, 0, 240}));

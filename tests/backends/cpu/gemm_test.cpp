@@ -1,6 +1,8 @@
 // Gemm / MatMul CPU kernels against float64 (or exact integer) loops written here.
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "kiln/error.h"
 #include "support/op_test.h"
 
@@ -183,6 +185,47 @@ TEST(MatMulCpu, IntegerTypesExact) {
   Tensor b = int_tensor<int32_t>(DataType::kInt32, {2, 1}, {65536, 4});
   auto got = test::run_op("MatMul", {test::in(a), test::in(b)});
   EXPECT_EQ(got[0].data<int32_t>()[0], 12);
+}
+
+TEST(MatMulIntegerCpu, ZeroPointsPerTensorRowAndColumn) {
+  // test_matmulinteger from the ONNX suite.
+  Tensor a(DataType::kUInt8, {4, 3}), b(DataType::kUInt8, {3, 2});
+  const uint8_t av[] = {11, 7, 3, 10, 6, 2, 9, 5, 1, 8, 4, 0}, bv[] = {1, 4, 2, 5, 3, 6};
+  std::copy(av, av + 12, a.data<uint8_t>());
+  std::copy(bv, bv + 6, b.data<uint8_t>());
+  Tensor az(DataType::kUInt8, {1}), bz(DataType::kUInt8, {1});
+  az.data<uint8_t>()[0] = 12;
+  auto got = test::run_op("MatMulInteger", {test::in(a), test::in(b), test::in(az), test::in(bz)});
+  EXPECT_EQ(got[0].to_int64(), (std::vector<int64_t>{-38, -83, -44, -98, -50, -113, -56, -128}));
+  // Per-row A and per-column B zero points, batched int8 A.
+  Tensor a3 = test::random_tensor(DataType::kInt8, {2, 3, 5}, 9, -128, 127);
+  Tensor b2 = test::random_tensor(DataType::kUInt8, {5, 4}, 10, 0, 255);
+  Tensor azr(DataType::kInt8, {3}), bzc(DataType::kUInt8, {4});
+  for (int i = 0; i < 3; ++i) azr.data<int8_t>()[i] = int8_t(i * 7 - 5);
+  for (int i = 0; i < 4; ++i) bzc.data<uint8_t>()[i] = uint8_t(100 + i);
+  got = test::run_op("MatMulInteger", {test::in(a3), test::in(b2), test::in(azr), test::in(bzc)});
+  auto ai = a3.to_int64(), bi = b2.to_int64();
+  std::vector<int64_t> want;
+  for (int t = 0; t < 2; ++t)
+    for (int i = 0; i < 3; ++i)
+      for (int j = 0; j < 4; ++j) {
+        int64_t s = 0;
+        for (int q = 0; q < 5; ++q) s += (ai[size_t(t * 15 + i * 5 + q)] - (i * 7 - 5)) * (bi[size_t(q * 4 + j)] - (100 + j));
+        want.push_back(s);
+      }
+  ASSERT_EQ(got[0].dims(), (Dims{2, 3, 4}));
+  EXPECT_EQ(got[0].to_int64(), want);
+}
+
+TEST(GemmCpu, Fp16ThroughFp32) {
+  Tensor a = test::random_tensor(DataType::kFloat16, {3, 5}, 31);
+  Tensor b = test::random_tensor(DataType::kFloat16, {5, 4}, 32);
+  auto got = test::run_op("MatMul", {test::in(a), test::cin(b)});
+  ASSERT_EQ(got[0].dtype(), DataType::kFloat16);
+  Dims od;
+  auto want = ref_matmul(a, b, od);
+  auto g = got[0].to_double();
+  for (size_t i = 0; i < g.size(); ++i) EXPECT_NEAR(g[i], want[i], 1e-2 * std::max(1.0, std::fabs(want[i])));
 }
 
 TEST(MatMulCpu, RejectsBadInputs) {

@@ -166,6 +166,9 @@ TEST(ShapeOps, IdentityAndDropoutCopy) {
   Tensor train(DataType::kBool, {});
   train.data<uint8_t>()[0] = 1;
   EXPECT_EQ(code_of([&] { run_op("Dropout", {in(x), none(), cin(train)}); }), ErrorCode::kUnsupported);
+  EXPECT_EQ(code_of([&] { run_op("Dropout", {in(x), none(), in(train)}); }), ErrorCode::kUnsupported);
+  // Training mode with a zero ratio drops nothing: still a copy.
+  expect_same_values(run_op("Dropout", {in(x), cin(Tensor::from_float({0.f}, {})), cin(train)})[0], x, {3, 4, 5});
 }
 
 TEST(ShapeOps, ShapeSlicesAndClamps) {

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <limits>
 
+#include "backends/cpu/eltwise_util.h"
 #include "kiln/error.h"
 #include "support/op_test.h"
 
@@ -48,16 +49,34 @@ Tensor reference(const Tensor& x, int64_t axis, Mode mode) {
 TEST(SoftmaxKernels, AllAxesMatchReference) {
   const std::pair<const char*, Mode> ops[] = {{"Softmax", Mode::kSoft}, {"LogSoftmax", Mode::kLog}, {"Hardmax", Mode::kHard}};
   uint32_t seed = 1;
+  for (int wide : {0, 1})  // AVX2 and (where the CPU has it) AVX-512 rows
   for (auto& [op, mode] : ops)
     for (Dims dims : {Dims{3, 4, 5}, Dims{2, 300, 7}, Dims{128, 1000}, Dims{4, 1000, 300}, Dims{1, 3}})
       for (int64_t axis = -1; axis < int64_t(dims.size()); ++axis) {
         Tensor x = random_tensor(DataType::kFloat32, dims, seed++, -8, 8);
+        cpu::ew::wide_override() = wide;
         std::string tactic;
         Tensor y = run_op(op, {in(x)}, {{"axis", ir::Attribute(attr_i(axis))}}, 1, &tactic)[0];
         int64_t a = axis < 0 ? axis + int64_t(dims.size()) : axis;
         EXPECT_LT(max_rel_error(y, reference(x, a, mode)), 2e-6) << op << shape_str(dims) << " axis " << axis;
         EXPECT_EQ(tactic, a == int64_t(dims.size()) - 1 ? "cpu.softmax.rows" : "cpu.softmax.columns");
       }
+  cpu::ew::wide_override() = -1;
+}
+
+TEST(SoftmaxKernels, NaNRowStaysNaN) {
+  for (int wide : {0, 1}) {
+    cpu::ew::wide_override() = wide;
+    std::vector<float> v(40, 1.0f);
+    v[3] = std::nanf("");
+    Tensor x = Tensor::from_float(v, {2, 20});
+    for (const char* op : {"Softmax", "LogSoftmax"}) {
+      Tensor y = run_op(op, {in(x)})[0];
+      for (int i = 0; i < 20; ++i) EXPECT_TRUE(std::isnan(y.data<float>()[i])) << op << " wide " << wide;
+      for (int i = 20; i < 40; ++i) EXPECT_FALSE(std::isnan(y.data<float>()[i])) << op;
+    }
+  }
+  cpu::ew::wide_override() = -1;
 }
 
 TEST(SoftmaxKernels, DefaultAxisIsLastAndLargeValuesAreStable) {

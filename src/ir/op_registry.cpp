@@ -21,6 +21,7 @@ OpRegistry& OpRegistry::global() {
     register_tensor_ops(*r);
     register_resize_ops(*r);
     register_misc_ops(*r);
+    register_fused_ops(*r);
     return r;
   }();
   return *reg;

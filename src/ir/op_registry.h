@@ -68,5 +68,6 @@ void register_shape_ops(OpRegistry&);
 void register_tensor_ops(OpRegistry&);
 void register_resize_ops(OpRegistry&);
 void register_misc_ops(OpRegistry&);
+void register_fused_ops(OpRegistry&);  // kiln-internal ops made by fusion passes (domain "kiln")
 
 }  // namespace kiln::ir

@@ -18,7 +18,10 @@ class Kernel {
  public:
   virtual ~Kernel() = default;
   // `in` follows node.inputs (nullptr for omitted optional inputs); `out`
-  // follows node.outputs and is preallocated with the inferred dims.
+  // follows node.outputs and is preallocated with the inferred dims (nullptr
+  // for omitted optional outputs). One kernel serves every ExecutionContext of
+  // an engine, so run() may be called from several threads at once: it must
+  // not mutate the kernel; scratch memory is per call or per thread.
   virtual void run(const std::vector<const ir::Tensor*>& in, const std::vector<ir::Tensor*>& out) = 0;
   // Name of the implementation chosen for this node (recorded in the plan).
   virtual std::string tactic() const = 0;
@@ -78,5 +81,6 @@ void register_shape_kernels(KernelRegistry&);
 void register_tensor_kernels(KernelRegistry&);
 void register_resize_kernels(KernelRegistry&);
 void register_misc_kernels(KernelRegistry&);
+void register_fused_kernels(KernelRegistry&);
 
 }  // namespace kiln::cpu

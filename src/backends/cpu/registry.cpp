@@ -20,6 +20,7 @@ KernelRegistry& KernelRegistry::global() {
     register_tensor_kernels(*r);
     register_resize_kernels(*r);
     register_misc_kernels(*r);
+    register_fused_kernels(*r);
     return r;
   }();
   return *reg;

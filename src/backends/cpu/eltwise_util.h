@@ -465,7 +465,7 @@ inline void gelu_erf_n(const float* x, float* y, int64_t n) {
     return _mm256_mul_ps(h, v8::one_plus_erf(_mm256_mul_ps(v, _mm256_set1_ps(0.70710678118654752f))));
   });
 #else
-  for (int64_t i = 0; i < n; ++i) y[i] = 0.5f * x[i] * (1.0f + std::erf(x[i] * 0.70710678118654752f));
+  for (int64_t i = 0; i < n; ++i) y[i] = 0.5f * x[i] * std::erfc(x[i] * -0.70710678118654752f);  // no 1 + erf cancellation
 #endif
 }
 // Gelu, tanh form, as x * sigmoid(2u): equal to 0.5x(1 + tanh u) without the

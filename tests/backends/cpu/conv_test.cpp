@@ -108,6 +108,8 @@ TEST(ConvCpu, MatchesReferenceAcrossAttributeSpace) {
       {"depthwise 3x3 s1", {2, 5, 37, 41}, {5, 1, 3, 3}, {{1, 1}, {1, 1}, {1, 1, 1, 1}, 5}, true, "cpu.conv.depthwise"},
       {"depthwise 3x3 s2", {1, 4, 15, 14}, {4, 1, 3, 3}, {{2, 2}, {1, 1}, {1, 1, 1, 1}, 4}, true, "cpu.conv.depthwise"},
       {"depthwise 5x5 s2 asym", {1, 3, 20, 19}, {3, 1, 5, 5}, {{2, 2}, {1, 1}, {1, 2, 2, 1}, 3}, false, "cpu.conv.depthwise"},
+      {"depthwise 5x5 s1", {1, 3, 23, 21}, {3, 1, 5, 5}, {{1, 1}, {1, 1}, {2, 2, 2, 2}, 3}, true, "cpu.conv.depthwise"},
+      {"depthwise 3x3 s2 no pad", {1, 2, 9, 35}, {2, 1, 3, 3}, {{2, 2}, {1, 1}, {0, 0, 0, 0}, 2}, true, "cpu.conv.depthwise"},
       {"depthwise dil2 s3", {1, 3, 17, 40}, {3, 1, 3, 3}, {{3, 2}, {2, 2}, {2, 0, 0, 2}, 3}, true, "cpu.conv.depthwise"},
       {"depthwise multiplier 2", {2, 3, 6, 7}, {6, 1, 3, 2}, {{1, 1}, {1, 1}, {1, 0, 1, 1}, 3}, true, "cpu.conv.depthwise"},
       {"depthwise tiny 7x7 plane", {1, 8, 7, 7}, {8, 1, 3, 3}, {{1, 1}, {1, 1}, {1, 1, 1, 1}, 8}, true, "cpu.conv.depthwise"},

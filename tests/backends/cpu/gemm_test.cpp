@@ -64,6 +64,24 @@ TEST(GemmCpu, MatchesReference) {
         }
 }
 
+TEST(GemmCpu, LargeShapesSplitAcrossThreads) {
+  // Big enough that blas_sgemm splits rows (tall) or columns (wide) into blocks.
+  struct S { int64_t m, k, n; };
+  uint32_t seed = 90;
+  for (S s : {S{700, 300, 5}, S{3, 300, 900}, S{257, 129, 263}})
+    for (int ta = 0; ta < 2; ++ta)
+      for (int tb = 0; tb < 2; ++tb) {
+        SCOPED_TRACE(std::to_string(s.m) + "x" + std::to_string(s.k) + "x" + std::to_string(s.n) + " ta=" +
+                     std::to_string(ta) + " tb=" + std::to_string(tb));
+        Tensor a = test::random_tensor(DataType::kFloat32, ta ? Dims{s.k, s.m} : Dims{s.m, s.k}, seed++);
+        Tensor b = test::random_tensor(DataType::kFloat32, tb ? Dims{s.n, s.k} : Dims{s.k, s.n}, seed++);
+        Tensor c = test::random_tensor(DataType::kFloat32, {s.n}, seed++);
+        auto got = test::run_op("Gemm", {test::in(a), test::cin(b), test::cin(c)},
+                                {{"transA", attr_i(ta)}, {"transB", attr_i(tb)}, {"beta", attr_f(0.5f)}});
+        EXPECT_LT(test::max_rel_error(got[0], ref_gemm(a, b, &c, ta, tb, 1.0, 0.5)), 1e-4);
+      }
+}
+
 TEST(GemmCpu, BetaZeroIgnoresC) {
   Tensor a = test::random_tensor(DataType::kFloat32, {3, 4}, 5);
   Tensor b = test::random_tensor(DataType::kFloat32, {4, 2}, 6);

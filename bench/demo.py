@@ -1,0 +1,73 @@
+"""The main demo: build an SSD engine with and without kiln's graph passes,
+run both on the CPU next to onnxruntime, and print the before/after table.
+
+    .venv/bin/python bench/demo.py [--model ssdlite320_mnv3_bn] [--iters 30]
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "models"))
+import fill_weights  # noqa: E402
+
+KILN = os.environ.get("KILN_BIN", str(ROOT / "build" / "kiln"))
+
+
+def kiln(*args):
+    return subprocess.run([KILN, *map(str, args)], check=True, capture_output=True, text=True).stdout
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default="ssdlite320_mnv3_bn", help="graph under tests/models/graphs")
+    ap.add_argument("--iters", type=int, default=30)
+    a = ap.parse_args()
+    with tempfile.TemporaryDirectory() as wd:
+        wd = Path(wd)
+        model = fill_weights.fill(str(ROOT / "tests/models/graphs" / f"{a.model}.onnx"), str(wd / "model.onnx"))
+        sess = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+        inp = sess.get_inputs()[0]
+        x = np.random.default_rng(0).standard_normal([1] + list(inp.shape[1:])).astype(np.float32)
+        np.save(wd / "x.npy", x)
+        ref = sess.run(None, {inp.name: x})
+        rows = []
+        for label, flags in (("kiln, no passes", ["--no-opt"]), ("kiln, optimized", [])):
+            plan = wd / ("plan" + "".join(flags))
+            t0 = time.time()
+            kiln("build", model, "-o", plan, *flags)
+            build_s = time.time() - t0
+            info = json.loads(kiln("inspect", plan, "--json"))
+            kiln("run", plan, "--input", f"{inp.name}={wd / 'x.npy'}", "--outdir", wd / "out")
+            err = max(float(np.abs(np.load(wd / "out" / f"{o.name}.npy") - r).max() / np.abs(r).max())
+                      for o, r in zip(sess.get_outputs(), ref))
+            bench = json.loads(kiln("bench", plan, "--iterations", a.iters, "--json"))
+            rows.append((label, len(info["layers"]), info["launches"], bench["median_ms"], err, build_s))
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        s2 = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
+        for _ in range(5):
+            s2.run(None, {inp.name: x})
+        ts = []
+        for _ in range(a.iters):
+            t = time.perf_counter()
+            s2.run(None, {inp.name: x})
+            ts.append((time.perf_counter() - t) * 1e3)
+        ort_ms = sorted(ts)[len(ts) // 2]
+    print(f"\n{a.model} on the CPU ({os.cpu_count()} threads), batch 1, median of {a.iters} runs\n")
+    print(f"{'engine':22} {'layers':>7} {'launches':>9} {'median ms':>10} {'vs onnxruntime':>15} {'max rel err':>12}")
+    for label, layers, launches, ms, err, _ in rows:
+        print(f"{label:22} {layers:7d} {launches:9d} {ms:10.2f} {ort_ms / ms:14.2f}x {err:12.1e}")
+    print(f"{'onnxruntime (opt=all)':22} {'':7} {'':9} {ort_ms:10.2f} {1.0:14.2f}x")
+
+
+if __name__ == "__main__":
+    main()

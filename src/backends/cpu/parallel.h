@@ -1,6 +1,7 @@
-// A small shared thread pool for the CPU kernels' own loops (BLAS calls use
-// OpenBLAS's threads). Work is split into contiguous chunks; with one thread
-// or little work it runs inline.
+// A small shared thread pool for all CPU kernel loops. Large GEMMs are split
+// over it too (OpenBLAS runs single-threaded inside a chunk, so its own idle
+// threads never compete with kiln's). Work is split into contiguous chunks;
+// with one thread or little work it runs inline.
 #pragma once
 
 #include <cstdint>

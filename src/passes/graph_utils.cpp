@@ -52,4 +52,12 @@ void absorb(ir::Node& into, const ir::Node& absorbed) {
     into.fused.insert(into.fused.end(), absorbed.fused.begin(), absorbed.fused.end());
 }
 
+void absorb_upstream(ir::Node& into, const ir::Node& upstream) {
+  ir::Node merged;
+  merged.name = upstream.name;
+  merged.fused = upstream.fused;
+  absorb(merged, into);
+  into.fused = std::move(merged.fused);
+}
+
 }  // namespace kiln::passes

@@ -24,5 +24,8 @@ void reroute(ir::Graph& g, ir::Value* from, ir::Value* to);
 std::string fused_label(const ir::Node& n);
 // Records that `absorbed` was merged into `into`.
 void absorb(ir::Node& into, const ir::Node& absorbed);
+// Records that `upstream`, which fed `into`, was merged into it, keeping the
+// source names in data-flow order ("pad1+conv1").
+void absorb_upstream(ir::Node& into, const ir::Node& upstream);
 
 }  // namespace kiln::passes

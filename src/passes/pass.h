@@ -67,5 +67,10 @@ std::unique_ptr<Pass> make_remove_identity();
 std::unique_ptr<Pass> make_eliminate_common_subexpressions();
 std::unique_ptr<Pass> make_fold_batchnorm();
 std::unique_ptr<Pass> make_fuse_conv_activation();
+std::unique_ptr<Pass> make_fold_pad();                  // Pad into Conv / pooling pads
+std::unique_ptr<Pass> make_cancel_transpose_reshape();  // Transpose/Reshape pairs that cancel or merge
+std::unique_ptr<Pass> make_fold_scale_shift();          // Mul/Add by constants into a neighbouring Conv
+std::unique_ptr<Pass> make_fuse_gemm();                 // MatMul+Add -> Gemm, Flatten/Reshape -> Gemm heads
+std::unique_ptr<Pass> make_fuse_elementwise_chain();    // elementwise chains -> one FusedElementwise kernel
 
 }  // namespace kiln::passes

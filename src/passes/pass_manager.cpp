@@ -63,8 +63,13 @@ PassManager PassManager::standard() {
   pm.add(make_fold_constants());
   pm.add(make_remove_identity());
   pm.add(make_eliminate_common_subexpressions());
+  pm.add(make_fold_pad());
+  pm.add(make_fold_scale_shift());
   pm.add(make_fold_batchnorm());
   pm.add(make_fuse_conv_activation());
+  pm.add(make_cancel_transpose_reshape());
+  pm.add(make_fuse_gemm());
+  pm.add(make_fuse_elementwise_chain());
   pm.add(make_eliminate_dead_code());
   return pm;
 }

@@ -105,17 +105,20 @@ class CpuContext : public ExecutionContext {
     slots_.reserve(m_->slot_values.size());  // pointers into slots_ must stay valid
     for (const ir::Value* v : m_->slot_values)
       slots_.push_back(ir::Tensor::view(v->dtype, v->dims, arena_, size_t(m_->memory.at(v).offset)));
-    for (const ir::Tensor& t : slots_) slot_ptr_.push_back(t.raw());
     // Node outputs are never constants (the plan reader checks), so every
     // written tensor is one of this context's slots.
     auto slot_of = [&](const ir::Value* v) -> ir::Tensor* { return v ? &slots_[m_->slot.at(v)] : nullptr; };
     ins_.resize(g.nodes().size());
     outs_.resize(g.nodes().size());
+    out_ptr_.resize(g.nodes().size());
     for (size_t k = 0; k < g.nodes().size(); ++k) {
       const ir::Node& n = *g.nodes()[k];
       for (const ir::Value* v : n.inputs)
         ins_[k].push_back(v && v->is_constant() ? v->constant.get() : slot_of(v));
-      for (const ir::Value* v : n.outputs) outs_[k].push_back(slot_of(v));
+      for (const ir::Value* v : n.outputs) {
+        outs_[k].push_back(slot_of(v));
+        out_ptr_[k].push_back(v ? outs_[k].back()->raw() : nullptr);
+      }
     }
   }
 
@@ -150,7 +153,7 @@ class CpuContext : public ExecutionContext {
         if (!v) continue;
         // A kernel that swapped in its own buffer would leave the arena (and
         // every view of this output) unwritten.
-        if (outs[j]->dtype() != v->dtype || outs[j]->dims() != v->dims || outs[j]->raw() != slot_ptr_[m_->slot.at(v)])
+        if (outs[j]->dtype() != v->dtype || outs[j]->dims() != v->dims || outs[j]->raw() != out_ptr_[k][j])
           throw_internal(n.label() + ": the CPU kernel '" + n.tactic + "' replaced output '" + v->name + "' " +
                          type_str(v->dtype, v->dims) + " with another buffer " +
                          type_str(outs[j]->dtype(), outs[j]->dims()));
@@ -172,9 +175,9 @@ class CpuContext : public ExecutionContext {
   std::shared_ptr<const CpuModel> m_;
   std::shared_ptr<uint8_t> arena_;
   std::vector<ir::Tensor> slots_;  // views into arena_
-  std::vector<const void*> slot_ptr_;  // where each view must still point after a kernel ran
   std::vector<std::vector<const ir::Tensor*>> ins_;
   std::vector<std::vector<ir::Tensor*>> outs_;
+  std::vector<std::vector<const void*>> out_ptr_;  // where each output view must still point after its kernel
 };
 
 class CpuEngine : public Engine {

@@ -18,15 +18,16 @@ constexpr int64_t kMaxValueBytes = int64_t(16) << 30;
 int64_t align_up(int64_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
 
 // Dropout is an identity at inference unless it must also write a mask or
-// its training_mode is decided at run time (the kernel then rejects `true`).
+// its mode is decided at run time (the kernel then rejects training mode).
+// Training mode with a constant zero ratio drops nothing: a copy as well.
 bool dropout_is_identity(const ir::Node& n) {
   if (n.outputs.size() > 1 && n.outputs[1]) return false;
   const ir::Value* mode = n.in(2);
   if (!mode) return true;
   if (!mode->is_constant()) return false;
-  for (int64_t x : mode->constant->to_int64())
-    if (x != 0) return false;
-  return true;
+  if (mode->constant->numel() == 0 || mode->constant->to_int64()[0] == 0) return true;
+  const ir::Value* ratio = n.in(1);
+  return ratio && ratio->is_constant() && ratio->constant->numel() > 0 && ratio->constant->to_double()[0] == 0.0;
 }
 
 bool is_view_op(const ir::Node& n) {
@@ -65,7 +66,8 @@ class Planner {
  private:
   int add(const ir::Value* v, int step) {
     if (!v || v->is_constant()) return -1;
-    if (index_.count(v)) throw_bad_input("value '" + v->name + "' is written twice");
+    if (index_.count(v))
+      throw_bad_input("value '" + v->name + "' is written twice (by two nodes, or by a node and as a graph input)");
     int64_t bytes = 0;
     if (v->has_shape) {
       const int64_t n = ir::numel_of(v->dims);
@@ -83,7 +85,7 @@ class Planner {
   int find(const ir::Value* v, const std::string& reader) const {
     auto it = index_.find(v);
     if (it == index_.end())
-      throw_bad_input(reader + " reads '" + v->name + "', which is neither a graph input nor written by a node");
+      throw_bad_input(reader + " reads '" + v->name + "', which is neither a graph input nor written by an earlier node");
     return it->second;
   }
 
@@ -102,7 +104,7 @@ class Planner {
       for (const ir::Value* v : n.outputs) add(v, step);
     }
     for (const ir::Value* v : g_.outputs)
-      if (v && !v->is_constant()) vals_[size_t(find(v, "graph output"))].last = end_step_;
+      if (v && !v->is_constant()) vals_[size_t(find(v, "the graph's output list"))].last = end_step_;
   }
 
   // The value whose bytes `i` ends up in, following views; `rel` gets the offset.

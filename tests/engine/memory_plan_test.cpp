@@ -168,13 +168,32 @@ TEST(MemoryPlan, ViewsThatMustCopy) {
   t.op("Reshape", {k, t.constant("s1", {1})}, {ck});  // constant input: copied
   t.op("Reshape", {x, t.constant("s2", {1})}, {vx});  // graph input: the arena holds a copy, so a view
   t.op("Dropout", {x}, {d, mask});                    // writes a mask: runs
-  t.g.outputs = {ck, vx, d, mask};
+  auto scalar = [&](const char* name, DataType dt, double v) {
+    ir::Tensor k(dt, {});
+    if (dt == DataType::kBool) k.data<uint8_t>()[0] = uint8_t(v);
+    else k.data<float>()[0] = float(v);
+    return t.g.add_constant(name, k);
+  };
+  Value* on = scalar("on", DataType::kBool, 1), *off = scalar("off", DataType::kBool, 0);
+  Value* half = scalar("half", DataType::kFloat32, 0.5), *zero = scalar("zero", DataType::kFloat32, 0);
+  Value* mode = t.input("mode", {});
+  mode->dtype = DataType::kBool;
+  std::vector<Value*> d2;
+  for (int i = 0; i < 5; ++i) d2.push_back(t.val("d2_" + std::to_string(i), {4, 4}));
+  t.op("Dropout", {x}, {d2[0]});               // 3: inference: a view
+  t.op("Dropout", {x, half, off}, {d2[1]});    // 4: a view
+  t.op("Dropout", {x, zero, on}, {d2[2]});     // 5: training with ratio 0 drops nothing: a view
+  t.op("Dropout", {x, half, on}, {d2[3]});     // 6: training: the kernel rejects it at run time
+  t.op("Dropout", {x, half, mode}, {d2[4]});   // 7: decided at run time
+  t.g.outputs = {ck, vx, d, mask, d2[0], d2[1], d2[2], d2[3], d2[4]};
   MemoryPlan p = plan_memory(t.g);
   expect_sound(t.g, p);
   EXPECT_EQ(p.nodes[0], NodeExec::kKernel);
   EXPECT_EQ(p.nodes[1], NodeExec::kAlias);
   EXPECT_EQ(p.nodes[2], NodeExec::kKernel);
   EXPECT_EQ(p.at(vx).offset, p.at(x).offset);
+  for (size_t k : {3, 4, 5}) EXPECT_EQ(p.nodes[k], NodeExec::kAlias) << k;
+  for (size_t k : {6, 7}) EXPECT_EQ(p.nodes[k], NodeExec::kKernel) << k;
 }
 
 // The SSD head: per-level Transpose -> Reshape feeding a Concat along the

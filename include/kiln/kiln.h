@@ -53,6 +53,7 @@ struct LayerInfo {
   std::vector<TensorInfo> inputs;   // constant inputs (weights) included
   std::vector<TensorInfo> outputs;
   std::vector<std::string> fused;   // source nodes merged into this layer
+  std::string fusion;               // what the merge made, e.g. "CBR" (Conv+BN+ReLU), "" if none
   bool elided = false;  // runs no kernel: its outputs are views of other tensors' memory
 };
 
@@ -60,6 +61,8 @@ struct NetworkSummary {
   std::vector<TensorInfo> inputs, outputs;
   std::vector<LayerInfo> layers;
   int64_t launches = 0;        // kernel launches per inference
+  int64_t launches_before = -1, layers_before = -1;  // before graph passes (plans; -1 unknown)
+  std::vector<std::string> pass_notes;               // what the passes changed ("pass: change")
   int64_t weight_bytes = 0;
   int64_t activation_bytes = 0;  // one context's arena: inputs, intermediates, outputs (shared by lifetime)
 };

@@ -6,6 +6,7 @@
 #include "builder/prune.h"
 #include "engine/logging.h"
 #include "engine/plan.h"
+#include "engine/summary.h"
 #include "builder/optimize.h"
 
 namespace kiln {
@@ -36,7 +37,16 @@ std::vector<uint8_t> Builder::build(const Network& network) const {
 #endif
   }
   auto g = clone_graph(*network.graph);
-  if (config_.optimize) optimize_graph(*g);
+  prune_graph(*g);
+  const NetworkSummary before = summarize_graph(*g);
+  g->metadata["layers_before"] = std::to_string(before.layers.size());
+  g->metadata["launches_before"] = std::to_string(before.launches);
+  if (config_.optimize) {
+    std::string notes;
+    for (const auto& r : optimize_graph(*g))
+      for (const auto& note : r.notes) notes += r.pass + ": " + note + "\n";
+    g->metadata["pass_notes"] = notes;
+  }
   prune_graph(*g);
   lower_to_cpu(*g);
   auto plan = plan::write_plan(*g, "cpu");

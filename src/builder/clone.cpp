@@ -9,6 +9,7 @@ namespace kiln {
 std::unique_ptr<ir::Graph> clone_graph(const ir::Graph& src) {
   auto g = std::make_unique<ir::Graph>();
   g->name = src.name;
+  g->metadata = src.metadata;
   std::unordered_map<const ir::Value*, ir::Value*> map;
   for (auto& [name, vp] : src.values()) {
     ir::Value* v = g->add_value(name);

@@ -1,6 +1,7 @@
 // Plan payload: the graph, encoded field by field (see plan.h for the header).
 //
 //   str graph name
+//   u32 metadata count, per entry: str key, str value
 //   u32 value count, per value: str name, u8 dtype, i32 batch_axis, u32 rank,
 //       i64 dims[rank], u8 has_constant, [u64 nbytes, data]
 //   u32 count + u32 value index: graph inputs, then graph outputs
@@ -18,6 +19,7 @@
 
 #include "engine/plan_bytes.h"
 #include "kiln/error.h"
+#include "plugins/bridge.h"
 
 namespace kiln::plan {
 
@@ -140,6 +142,11 @@ ir::Attribute read_attr(ByteReader& r) {
 std::vector<uint8_t> encode_graph(const ir::Graph& g) {
   ByteWriter w;
   w.str(g.name);
+  w.count(g.metadata.size());
+  for (auto& [k, v] : g.metadata) {
+    w.str(k);
+    w.str(v);
+  }
 
   std::unordered_map<const ir::Value*, uint32_t> index;
   w.count(g.values().size());
@@ -200,6 +207,10 @@ std::unique_ptr<ir::Graph> decode_graph(const uint8_t* data, size_t size, const 
   ByteReader r(data, size, origin, base_offset);
   auto g = std::make_unique<ir::Graph>();
   g->name = r.str("graph name");
+  for (uint32_t k = 0, n = r.count(8, "metadata entry"); k < n; ++k) {
+    std::string key = r.str("metadata key");
+    g->metadata[key] = r.str("metadata value");
+  }
 
   // Minimum encoded sizes bound every count before anything is reserved.
   uint32_t nvalues = r.count(14, "value");
@@ -288,6 +299,7 @@ std::unique_ptr<ir::Graph> decode_graph(const uint8_t* data, size_t size, const 
     for (uint32_t j = 0; j < nfused; ++j) n->fused.push_back(r.str("fused name"));
     n->tactic = r.str("tactic");
     n->precision = read_dtype(r, "layer precision");
+    if (n->path == "plugin") plugins::require_registered(*n, origin);
   }
   for (ir::Value* v : g->outputs)
     if (!ready.count(v)) r.fail("graph output '" + v->name + "' is never produced");

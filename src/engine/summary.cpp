@@ -13,6 +13,31 @@ TensorInfo tensor_info(const ir::Value& v) {
   return t;
 }
 
+namespace {
+// What a layer that absorbed other nodes has become, for `kiln inspect`.
+std::string fusion_kind(const ir::Node& n) {
+  if (n.fused.size() < 2) return "";
+  const bool act = n.has("activation");
+  const bool residual = n.inputs.size() > 3 && n.inputs[3];
+  if (n.op_type == "Conv") {
+    if (act) return residual ? "CBR+residual" : "CBR";
+    return residual ? "Conv+residual" : "Conv (folded)";
+  }
+  if (n.op_type == "Gemm") return act ? "Gemm+activation" : "Gemm (folded)";
+  return n.op_type;
+}
+
+int64_t metadata_int(const ir::Graph& g, const char* key) {
+  auto it = g.metadata.find(key);
+  if (it == g.metadata.end()) return -1;
+  try {
+    return std::stoll(it->second);
+  } catch (const std::exception&) {
+    return -1;  // metadata is informational; a bad entry is not fatal
+  }
+}
+}  // namespace
+
 NetworkSummary summarize_graph(const ir::Graph& g, const MemoryPlan* plan) {
   MemoryPlan own;
   if (!plan) {
@@ -21,6 +46,13 @@ NetworkSummary summarize_graph(const ir::Graph& g, const MemoryPlan* plan) {
   }
   NetworkSummary s;
   s.activation_bytes = plan->peak_bytes;
+  s.launches_before = metadata_int(g, "launches_before");
+  s.layers_before = metadata_int(g, "layers_before");
+  if (auto it = g.metadata.find("pass_notes"); it != g.metadata.end()) {
+    size_t start = 0;
+    for (size_t end; (end = it->second.find('\n', start)) != std::string::npos; start = end + 1)
+      s.pass_notes.push_back(it->second.substr(start, end - start));
+  }
   for (const ir::Value* v : g.inputs) s.inputs.push_back(tensor_info(*v));
   for (const ir::Value* v : g.outputs) s.outputs.push_back(tensor_info(*v));
   std::set<const ir::Value*> weights;
@@ -35,6 +67,7 @@ NetworkSummary summarize_graph(const ir::Graph& g, const MemoryPlan* plan) {
     l.precision = dtype_name(n.precision);
     l.tactic = n.tactic;
     l.fused = n.fused;
+    l.fusion = fusion_kind(n);
     for (const ir::Value* v : n.inputs) {
       if (!v) continue;  // omitted optional input
       l.inputs.push_back(tensor_info(*v));

@@ -71,6 +71,8 @@ class Graph {
   std::string name;
   std::vector<Value*> inputs;   // runtime inputs (never constants)
   std::vector<Value*> outputs;
+  // Facts about how the graph was built (e.g. "launches_before"), kept in plans.
+  std::map<std::string, std::string> metadata;
 
   Value* value(const std::string& name) const;  // nullptr if unknown
   Value* add_value(const std::string& name);     // throws if the name exists

@@ -47,18 +47,42 @@ def test_build_run_round_trip_and_random_inputs(tmp_path):
 def test_inspect_model_and_plan_json(tmp_path):
     plan = tmp_path / "seed.plan"
     kiln("build", SEED_MODEL, "-o", plan, "--no-opt")
-    for target in (SEED_MODEL, plan):
+    for target, key in ((SEED_MODEL, "layers_before"), (plan, "layers")):
         info = json.loads(kiln("inspect", target, "--json").stdout)
         assert [i["name"] for i in info["inputs"]] == ["images"]
         assert {o["name"] for o in info["outputs"]} == {"bbox_regression", "cls_logits"}
-        ops = [l["op_type"] for l in info["layers"]]
+        ops = [l["op_type"] for l in info[key]]
         assert ops.count("Conv") == 7 and ops.count("BatchNormalization") == 3
+        assert all(l["path"] == "kernel" for l in info[key])
         # Reshapes alias their input and the head's concats are written in place.
-        assert info["launches"] == sum(not l.get("elided", False) for l in info["layers"])
+        assert info["launches"] == sum(not l["elided"] for l in info["layers"])
         assert info["launches"] < len(info["layers"])
-        assert all(l["path"] == "kernel" for l in info["layers"])
     text = kiln("inspect", plan).stdout
     assert "conv1" in text and "launch" in text
+
+
+CHAINS = [f"{op}{i}" for i in (1, 2, 3) for op in ("conv", "bn", "relu")]
+
+
+def test_inspect_shows_the_seed_chains_collapse_9_to_3(tmp_path):
+    info = json.loads(kiln("inspect", SEED_MODEL, "--json").stdout)
+    before = [l["name"] for l in info["layers_before"] if l["name"] in CHAINS]
+    after = [l for l in info["layers"] if set(l["fused"] or [l["name"]]) & set(CHAINS)]
+    assert len(before) == 9 and len(after) == 3
+    assert [l["fused"] for l in after] == [[f"conv{i}", f"bn{i}", f"relu{i}"] for i in (1, 2, 3)]
+    assert info["fused_groups"][:3] == [f"conv{i}+bn{i}+relu{i} -> CBR" for i in (1, 2, 3)]
+    assert isinstance(info["launches_before"], int) and isinstance(info["launches_after"], int)
+    assert info["launches_before"] - info["launches_after"] == 6
+    text = kiln("inspect", SEED_MODEL).stdout
+    assert "conv1+bn1+relu1 -> CBR" in text
+    assert f"kernel launches: {info['launches_before']} -> {info['launches_after']}" in text
+    # A plan remembers the launch count of the graph it was optimized from.
+    plan = tmp_path / "seed.plan"
+    kiln("build", SEED_MODEL, "-o", plan)
+    pinfo = json.loads(kiln("inspect", plan, "--json").stdout)
+    assert (pinfo["launches_before"], pinfo["launches_after"]) == (info["launches_before"], info["launches_after"])
+    assert pinfo["fused_groups"] == info["fused_groups"]
+    assert any(p.startswith("fold_batchnorm:") for p in pinfo["passes"])
 
 
 def test_model_local_function_is_expanded(tmp_path):
@@ -76,7 +100,7 @@ def test_model_local_function_is_expanded(tmp_path):
                                                             helper.make_opsetid("com.kiln.test", 1)])
     path = save(m, tmp_path / "fn.onnx")
     info = json.loads(kiln("inspect", path, "--json").stdout)
-    assert {l["path"] for l in info["layers"]} == {"expanded:ScaledRelu"}
+    assert {l["path"] for l in info["layers_before"]} == {"expanded:ScaledRelu"}
     x = np.random.default_rng(0).standard_normal((4, 5)).astype(np.float32)
     ref = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     got = run_kiln_model(path, {"x": x}, tmp_path)["y"]

@@ -179,7 +179,7 @@ TEST(Plan, HeaderLayoutIsAsDocumented) {
   std::vector<uint8_t> b = plan::write_plan(*g, "cpu");
   ASSERT_GT(b.size(), 40u);
   EXPECT_EQ(std::string(b.begin(), b.begin() + 8), "KILNPLAN");
-  EXPECT_EQ(b[8] | b[9] << 8 | b[10] << 16 | b[11] << 24, 1);
+  EXPECT_EQ(uint32_t(b[8] | b[9] << 8 | b[10] << 16 | b[11] << 24), plan::kFormatVersion);
   size_t vlen = b[12] | b[13] << 8;
   EXPECT_EQ(std::string(b.begin() + 16, b.begin() + 16 + long(vlen)), version());
   size_t p = 16 + vlen;
@@ -335,10 +335,11 @@ TEST(Plan, RefusesOtherMagicVersionAndDevice) {
                "model.onnx is not a kiln plan");
 
   auto plan = plan::write_plan(*g, "cpu");
-  plan[8] = 2;
+  plan[8] = uint8_t(plan::kFormatVersion - 1);
   expect_error([&] { Runtime().deserialize(plan, "old.plan"); }, ErrorCode::kBadInput,
-               "plan old.plan was written by format version 2, this kiln reads version 1: rebuild it with "
-               "`kiln build`");
+               "plan old.plan was written by format version " + std::to_string(plan::kFormatVersion - 1) +
+                   ", this kiln reads version " + std::to_string(plan::kFormatVersion) +
+                   ": rebuild it with `kiln build`");
 
   auto gpu = plan::write_plan(*g, "cuda:sm_90:NVIDIA H100");
   expect_error([&] { Runtime().deserialize(gpu, "gpu.plan"); }, ErrorCode::kBadInput,

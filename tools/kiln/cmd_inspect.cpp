@@ -1,4 +1,7 @@
-// kiln inspect MODEL.onnx|ENGINE.plan [--json]
+// kiln inspect MODEL.onnx|ENGINE.plan [--json] [--no-opt]
+// For a model: the graph as imported and after kiln's passes (layers, fused
+// groups, launches before -> after). For a plan: its layers as built, with the
+// launch count the unoptimized graph had.
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
@@ -12,15 +15,16 @@ namespace kiln::cli {
 namespace {
 struct InspectArgs {
   std::string target;
-  bool json = false;
+  bool json = false, no_opt = false;
 };
 
 struct Inspected {
   std::string kind, device;  // kind: "plan" or "onnx"; device only for plans
-  NetworkSummary summary;
+  NetworkSummary summary;    // what runs: the optimized graph (or the plan)
+  std::unique_ptr<NetworkSummary> before;  // models only: the graph as imported
 };
 
-Inspected inspect(const std::string& path) {
+Inspected inspect(const std::string& path, bool no_opt) {
   std::vector<uint8_t> bytes = read_file(path);
   Inspected r;
   static const char kPlanMagic[] = "KILNPLAN";
@@ -31,7 +35,18 @@ Inspected inspect(const std::string& path) {
     r.summary = engine->summary();
   } else {
     r.kind = "onnx";
-    r.summary = summarize(*parse_onnx(path, {}));
+    auto net = parse_onnx(path, {});
+    if (no_opt) {
+      r.summary = summarize(*net);
+    } else {
+      OptimizationReport rep = optimize_report(*net);
+      r.before = std::make_unique<NetworkSummary>(std::move(rep.before));
+      r.summary = std::move(rep.after);
+      r.summary.launches_before = r.before->launches;
+      r.summary.layers_before = int64_t(r.before->layers.size());
+      for (auto& p : rep.passes)
+        for (auto& c : p.changes) r.summary.pass_notes.push_back(p.name + ": " + c);
+    }
   }
   return r;
 }
@@ -46,6 +61,34 @@ nlohmann::ordered_json tensors_json(const std::vector<TensorInfo>& ts) {
   return a;
 }
 
+nlohmann::ordered_json layers_json(const std::vector<LayerInfo>& layers) {
+  nlohmann::ordered_json a = nlohmann::ordered_json::array();
+  for (const LayerInfo& l : layers)
+    a.push_back({{"name", l.name},
+                 {"op_type", l.op_type},
+                 {"path", l.path},
+                 {"precision", l.precision},
+                 {"tactic", l.tactic},
+                 {"inputs", tensors_json(l.inputs)},
+                 {"outputs", tensors_json(l.outputs)},
+                 {"fused", l.fused},
+                 {"fusion", l.fusion},
+                 {"elided", l.elided}});
+  return a;
+}
+
+// "conv1+bn1+relu1 -> CBR" for every layer that absorbed others.
+std::vector<std::string> fused_groups(const NetworkSummary& s) {
+  std::vector<std::string> out;
+  for (const LayerInfo& l : s.layers) {
+    if (l.fused.size() < 2) continue;
+    std::string g;
+    for (auto& f : l.fused) g += (g.empty() ? "" : "+") + f;
+    out.push_back(g + " -> " + (l.fusion.empty() ? l.op_type : l.fusion));
+  }
+  return out;
+}
+
 void print_json(const std::string& path, const Inspected& r) {
   const NetworkSummary& s = r.summary;
   nlohmann::ordered_json j;
@@ -54,18 +97,14 @@ void print_json(const std::string& path, const Inspected& r) {
   if (r.kind == "plan") j["device"] = r.device;
   j["inputs"] = tensors_json(s.inputs);
   j["outputs"] = tensors_json(s.outputs);
-  j["layers"] = nlohmann::ordered_json::array();
-  for (const LayerInfo& l : s.layers)
-    j["layers"].push_back({{"name", l.name},
-                           {"op_type", l.op_type},
-                           {"path", l.path},
-                           {"precision", l.precision},
-                           {"tactic", l.tactic},
-                           {"inputs", tensors_json(l.inputs)},
-                           {"outputs", tensors_json(l.outputs)},
-                           {"fused", l.fused},
-                           {"elided", l.elided}});
+  j["layers"] = layers_json(s.layers);
+  if (r.before) j["layers_before"] = layers_json(r.before->layers);
+  j["fused_groups"] = fused_groups(s);
+  j["passes"] = s.pass_notes;
   j["launches"] = s.launches;
+  // Without a record of the unoptimized graph (--no-opt, old plans) before = after.
+  j["launches_before"] = s.launches_before >= 0 ? s.launches_before : s.launches;
+  j["launches_after"] = s.launches;
   j["weight_bytes"] = s.weight_bytes;
   j["activation_bytes"] = s.activation_bytes;
   std::printf("%s\n", j.dump(2).c_str());
@@ -78,6 +117,25 @@ std::string shown_tactic(const LayerInfo& l) {
   return l.tactic.empty() ? "-" : l.tactic;
 }
 
+void print_layers(const char* title, const std::vector<LayerInfo>& layers) {
+  size_t wname = 4, wop = 2, wpath = 4, wtac = 6;
+  for (auto& l : layers) {
+    wname = std::max(wname, l.name.size());
+    wop = std::max(wop, l.op_type.size());
+    wpath = std::max(wpath, l.path.size());
+    wtac = std::max(wtac, shown_tactic(l).size());
+  }
+  std::printf("%s (%zu):\n", title, layers.size());
+  std::printf("  %-*s  %-*s  %-*s  %-9s  %-*s  %s\n", int(wname), "name", int(wop), "op", int(wpath), "path",
+              "precision", int(wtac), "tactic", "outputs");
+  for (auto& l : layers) {
+    std::string outs;
+    for (auto& t : l.outputs) outs += (outs.empty() ? "" : " ") + std::string(dtype_name(t.dtype)) + dims_text(t);
+    std::printf("  %-*s  %-*s  %-*s  %-9s  %-*s  %s\n", int(wname), l.name.c_str(), int(wop), l.op_type.c_str(),
+                int(wpath), l.path.c_str(), l.precision.c_str(), int(wtac), shown_tactic(l).c_str(), outs.c_str());
+  }
+}
+
 void print_text(const std::string& path, const Inspected& r) {
   const NetworkSummary& s = r.summary;
   std::printf("%s: %s\n", path.c_str(), r.kind == "plan" ? ("kiln plan for " + r.device).c_str() : "ONNX model");
@@ -85,25 +143,20 @@ void print_text(const std::string& path, const Inspected& r) {
   for (auto& t : s.inputs) std::printf("  %s %s%s\n", t.name.c_str(), dtype_name(t.dtype), dims_text(t).c_str());
   std::printf("outputs:\n");
   for (auto& t : s.outputs) std::printf("  %s %s%s\n", t.name.c_str(), dtype_name(t.dtype), dims_text(t).c_str());
-  size_t wname = 4, wop = 2, wpath = 4, wtac = 6;
-  for (auto& l : s.layers) {
-    wname = std::max(wname, l.name.size());
-    wop = std::max(wop, l.op_type.size());
-    wpath = std::max(wpath, l.path.size());
-    wtac = std::max(wtac, shown_tactic(l).size());
-  }
-  std::printf("layers (%zu):\n", s.layers.size());
-  std::printf("  %-*s  %-*s  %-*s  %-9s  %-*s  %s\n", int(wname), "name", int(wop), "op", int(wpath), "path",
-              "precision", int(wtac), "tactic", "outputs");
-  for (auto& l : s.layers) {
-    std::string outs;
-    for (auto& t : l.outputs) outs += (outs.empty() ? "" : " ") + std::string(dtype_name(t.dtype)) + dims_text(t);
-    std::printf("  %-*s  %-*s  %-*s  %-9s  %-*s  %s\n", int(wname), l.name.c_str(), int(wop), l.op_type.c_str(),
-                int(wpath), l.path.c_str(), l.precision.c_str(), int(wtac), shown_tactic(l).c_str(), outs.c_str());
+  if (r.before) print_layers("layers as imported", r.before->layers);
+  print_layers(r.before ? "layers after graph passes" : "layers", s.layers);
+  auto groups = fused_groups(s);
+  if (!groups.empty()) {
+    std::printf("fused groups (%zu):\n", groups.size());
+    for (auto& g : groups) std::printf("  %s\n", g.c_str());
   }
   const size_t elided = size_t(std::count_if(s.layers.begin(), s.layers.end(), [](auto& l) { return l.elided; }));
-  std::printf("kernel launches: %lld (%zu layers elided: views of other tensors' memory)\n",
-              static_cast<long long>(s.launches), elided);
+  if (s.launches_before >= 0)
+    std::printf("kernel launches: %lld -> %lld after graph passes (%zu layers elided: views of other tensors' memory)\n",
+                static_cast<long long>(s.launches_before), static_cast<long long>(s.launches), elided);
+  else
+    std::printf("kernel launches: %lld (%zu layers elided: views of other tensors' memory)\n",
+                static_cast<long long>(s.launches), elided);
   std::printf("peak activation memory: %lld bytes (%s)\n", static_cast<long long>(s.activation_bytes),
               format_bytes(s.activation_bytes).c_str());
   std::printf("weight bytes: %lld (%s)\n", static_cast<long long>(s.weight_bytes), format_bytes(s.weight_bytes).c_str());
@@ -115,8 +168,9 @@ Command add_inspect_command(CLI::App& root) {
   CLI::App* app = root.add_subcommand("inspect", "Show the inputs, outputs and layers of a model or plan");
   app->add_option("target", args->target, "ONNX model or kiln plan")->required();
   app->add_flag("--json", args->json, "print the same information as JSON");
+  app->add_flag("--no-opt", args->no_opt, "models: show the graph as imported, without graph passes");
   return {app, [args] {
-            Inspected r = inspect(args->target);
+            Inspected r = inspect(args->target, args->no_opt);
             if (args->json) print_json(args->target, r);
             else print_text(args->target, r);
             return 0;

@@ -299,7 +299,7 @@ std::unique_ptr<ir::Graph> decode_graph(const uint8_t* data, size_t size, const 
     for (uint32_t j = 0; j < nfused; ++j) n->fused.push_back(r.str("fused name"));
     n->tactic = r.str("tactic");
     n->precision = read_dtype(r, "layer precision");
-    if (n->path == "plugin") plugins::require_registered(*n, origin);
+    if (n->domain == plugins::kDomain) plugins::require_registered(*n, origin);
   }
   for (ir::Value* v : g->outputs)
     if (!ready.count(v)) r.fail("graph output '" + v->name + "' is never produced");

@@ -62,7 +62,8 @@ NetworkSummary summarize_graph(const ir::Graph& g, const MemoryPlan* plan) {
     const ir::Node& n = *g.nodes()[k];
     LayerInfo l;
     l.name = n.name;
-    l.op_type = n.domain.empty() ? n.op_type : n.domain + "::" + n.op_type;
+    // Plugin layers show their own op type; their path column already says "plugin".
+    l.op_type = n.domain.empty() || n.path == "plugin" ? n.op_type : n.domain + "::" + n.op_type;
     l.path = n.path;
     l.precision = dtype_name(n.precision);
     l.tactic = n.tactic;

@@ -23,6 +23,7 @@
 #include "kiln/error.h"
 #include "onnx/import_context.h"
 #include "onnx/tensor_proto.h"
+#include "plugins/bridge.h"
 
 namespace kiln::onnx_import {
 
@@ -316,7 +317,11 @@ void emit_node(Ctx& c, Scope& s, const onnx::NodeProto& np) {
   if (domain.empty() && op == "Constant") return emit_constant(c, s, np, label);
 
   const std::string target = domain.empty() ? canonical_op(op, opset) : op;
-  if (ir::OpRegistry::global().find(domain, target)) {
+  const bool kernel = ir::OpRegistry::global().find(domain, target) != nullptr;
+  // An op kiln has no kernel for goes to a plugin registered for its op type
+  // (in any domain, as TensorRT matches plugins), before any function body.
+  const bool plugin = !kernel && plugins::has_type(op);
+  if (kernel || plugin) {
     std::map<std::string, ir::Attribute> attrs;
     for (const auto& a : np.attribute()) {
       if (!a.ref_attr_name().empty())
@@ -337,11 +342,13 @@ void emit_node(Ctx& c, Scope& s, const onnx::NodeProto& np) {
     for (size_t k = 0; k < outs.size(); ++k)
       if (!outs[k]) outs[k] = c.temp(name + "_unused" + std::to_string(k));
     const size_t first_new = c.g.nodes().size();
-    ir::Node* n = c.g.add_node(target, name, ins, outs);
+    ir::Node* n = c.g.add_node(plugin ? op : target, name, ins, outs);
     n->domain = domain;
     n->opset = opset;
     n->attrs = std::move(attrs);
     n->path = s.expanded_from.empty() ? "kernel" : "expanded:" + s.expanded_from;
+    if (plugin)
+      return plugins::bind_node(*n, [&](size_t k) { return c.temp(name + "_unused" + std::to_string(k)); });
     if (domain.empty()) canonicalize(c, *n, op);
     // Element types feed context-dependent function bodies further on; nodes
     // added by canonicalization may come after their consumers, so two passes.
@@ -350,6 +357,10 @@ void emit_node(Ctx& c, Scope& s, const onnx::NodeProto& np) {
     return;
   }
   if (expand_function(c, s, np, name, domain, opset)) return;
+  if (domain.empty() && op == "NonMaxSuppression")
+    throw_unsupported(label + ": the number of boxes NonMaxSuppression selects depends on the data, and kiln's "
+                      "engines need static output shapes. Use EfficientNMS_TRT instead (fixed-size outputs: a "
+                      "detection count plus padded boxes, scores and classes; see src/plugins/efficient_nms/README.md)");
   throw_unsupported(unsupported_message(name, op, domain, opset));
 }
 

@@ -72,5 +72,6 @@ std::unique_ptr<Pass> make_cancel_transpose_reshape();  // Transpose/Reshape pai
 std::unique_ptr<Pass> make_fold_scale_shift();          // Mul/Add by constants into a neighbouring Conv
 std::unique_ptr<Pass> make_fuse_gemm();                 // MatMul+Add -> Gemm, Flatten/Reshape -> Gemm heads
 std::unique_ptr<Pass> make_fuse_elementwise_chain();    // elementwise chains -> one FusedElementwise kernel
+std::unique_ptr<Pass> make_fuse_conv_add();             // residual Add into the Conv epilogue (input Z)
 
 }  // namespace kiln::passes

@@ -261,25 +261,29 @@ TEST(FuseElementwiseChain, NonFp32IsNotFused) {
 }
 
 TEST(FuseElementwiseChain, StandardPipelineLeavesConvActivationToTheConv) {
-  // Residual block: Conv+Relu goes to the Conv epilogue, Add+Relu is fused.
+  // Conv+Relu and the squeeze-excite Conv+HardSigmoid go to the Conv
+  // epilogues first; the Mul (by the SE scale and by a runtime per-channel
+  // scale), the skip Add and the final Relu become one fused node.
   GraphBuilder b;
   ir::Value* x = b.input({1, 4, 6, 6});
+  ir::Value* s = b.input({1, 4, 1, 1});
   ir::Value* c1 = b.node("Relu", {b.node("Conv", {x, b.random({4, 4, 3, 3}, 1)}, {{"pads", attr_ints({1, 1, 1, 1})}})});
-  ir::Value* c2 = b.node("Conv", {c1, b.random({4, 4, 1, 1}, 2)});
-  b.output(b.node("Relu", {b.node("Add", {c2, x})}));
+  ir::Value* se = b.node("HardSigmoid", {b.node("Conv", {b.node("GlobalAveragePool", {c1}), b.random({4, 4, 1, 1}, 2)})});
+  ir::Value* m = b.node("Mul", {b.node("Mul", {c1, se}), s});
+  b.output(b.node("Relu", {b.node("Add", {m, x})}));
   auto before = b.finish();
   Pipeline pipeline;
   auto after = check_pass(pipeline, *before, nullptr);
-  int conv_relu = 0, fused = 0;
+  int conv_act = 0, fused = 0;
   for (auto& n : after->nodes()) {
-    conv_relu += n->op_type == "Conv" && n->s("activation", "") == "Relu";
+    conv_act += n->op_type == "Conv" && n->has("activation");
     fused += n->op_type == "FusedElementwise";
   }
-  EXPECT_EQ(conv_relu, 1);
+  EXPECT_EQ(conv_act, 2);
   EXPECT_EQ(fused, 1);
   const ir::Node* f = find_fused(*after);
   ASSERT_NE(f, nullptr);
-  EXPECT_EQ(f->attrs.at("ops").strings, (std::vector<std::string>{"Add", "Relu"}));
+  EXPECT_EQ(f->attrs.at("ops").strings, (std::vector<std::string>{"Mul", "Mul", "Add", "Relu"}));
 }
 
 }  // namespace

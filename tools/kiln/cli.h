@@ -6,6 +6,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 
@@ -28,6 +29,11 @@ Command add_bench_command(CLI::App& root);
 // `random` (floats in [-1, 1), ints in [0, 10)), else a usage error.
 std::map<std::string, HostTensor> gather_inputs(const Engine& engine, const std::vector<std::string>& specs,
                                                 bool random, uint64_t seed);
+
+// `--plugins LIB.so` (repeatable) on a subcommand, and loading what it named:
+// a command calls load_plugins first, before it parses or loads anything.
+void add_plugins_option(CLI::App* app, std::vector<std::string>& libraries);
+void load_plugins(const std::vector<std::string>& libraries);
 
 // "[N=1,3,224,224]": the batch axis marked as `kiln inspect` shows it.
 std::string dims_text(const TensorInfo& t);

@@ -1,4 +1,4 @@
-// kiln bench ENGINE.plan [--input NAME=FILE.npy ...] [--warmup N] [--iterations N] [--json]
+// kiln bench ENGINE.plan [--input NAME=FILE.npy ...] [--warmup N] [--iterations N] [--json] [--plugins LIB.so ...]
 // Times whole inferences (ExecutionContext::run, host tensors in and out)
 // after warm-up runs and reports the latency distribution.
 #include <algorithm>
@@ -13,6 +13,7 @@ namespace kiln::cli {
 
 namespace {
 struct BenchArgs {
+  std::vector<std::string> plugins;
   std::string plan;
   std::vector<std::string> inputs;
   int warmup = 10, iterations = 100;
@@ -25,6 +26,7 @@ double percentile(const std::vector<double>& sorted, double p) {
 }
 
 int run_bench(const BenchArgs& a) {
+  load_plugins(a.plugins);
   if (a.iterations < 1 || a.warmup < 0) throw_usage("--iterations must be >= 1 and --warmup >= 0");
   auto engine = Runtime().load(a.plan);
   auto inputs = gather_inputs(*engine, a.inputs, /*random=*/true, /*seed=*/0);
@@ -75,6 +77,7 @@ Command add_bench_command(CLI::App& root) {
   app->add_option("--warmup", args->warmup, "untimed runs first (default 10)");
   app->add_option("--iterations", args->iterations, "timed runs (default 100)");
   app->add_flag("--json", args->json, "print the results as JSON");
+  add_plugins_option(app, args->plugins);
   return {app, [args] { return run_bench(*args); }};
 }
 

@@ -1,4 +1,4 @@
-// kiln build MODEL.onnx -o ENGINE.plan [--device cpu|cuda] [--batch N] [--no-opt]
+// kiln build MODEL.onnx -o ENGINE.plan [--device cpu|cuda] [--batch N] [--no-opt] [--plugins LIB.so ...]
 #include <chrono>
 #include <cstdio>
 
@@ -8,12 +8,14 @@ namespace kiln::cli {
 
 namespace {
 struct BuildArgs {
+  std::vector<std::string> plugins;
   std::string model, output, device = "cpu";
   int batch = 0;
   bool no_opt = false;
 };
 
 int run_build(const BuildArgs& a) {
+  load_plugins(a.plugins);
   auto start = std::chrono::steady_clock::now();
   ParseOptions popts;
   popts.batch = a.batch;
@@ -41,6 +43,7 @@ Command add_build_command(CLI::App& root) {
   app->add_option("--device", args->device, "target device")->check(CLI::IsMember({"cpu", "cuda"}));
   app->add_option("--batch", args->batch, "value for a symbolic batch dimension")->check(CLI::PositiveNumber);
   app->add_flag("--no-opt", args->no_opt, "skip graph optimization passes");
+  add_plugins_option(app, args->plugins);
   return {app, [args] { return run_build(*args); }};
 }
 

@@ -16,6 +16,7 @@ namespace {
 struct InspectArgs {
   std::string target;
   bool json = false, no_opt = false;
+  std::vector<std::string> plugins;
 };
 
 struct Inspected {
@@ -169,7 +170,9 @@ Command add_inspect_command(CLI::App& root) {
   app->add_option("target", args->target, "ONNX model or kiln plan")->required();
   app->add_flag("--json", args->json, "print the same information as JSON");
   app->add_flag("--no-opt", args->no_opt, "models: show the graph as imported, without graph passes");
+  add_plugins_option(app, args->plugins);
   return {app, [args] {
+            load_plugins(args->plugins);
             Inspected r = inspect(args->target, args->no_opt);
             if (args->json) print_json(args->target, r);
             else print_text(args->target, r);

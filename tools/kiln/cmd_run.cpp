@@ -1,4 +1,4 @@
-// kiln run ENGINE.plan [--input NAME=FILE.npy ...] [--random-inputs SEED] --outdir DIR
+// kiln run ENGINE.plan [--input NAME=FILE.npy ...] [--random-inputs SEED] --outdir DIR [--plugins LIB.so ...]
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -15,6 +15,7 @@ namespace kiln::cli {
 
 namespace {
 struct RunArgs {
+  std::vector<std::string> plugins;
   std::string plan, outdir;
   std::vector<std::string> inputs;
   uint64_t seed = 0;
@@ -65,6 +66,7 @@ std::string file_stem(const std::string& name, size_t k, std::set<std::string>& 
 }
 
 int run_run(const RunArgs& a) {
+  load_plugins(a.plugins);
   const bool random = a.seed_opt->count() > 0;
   auto engine = Runtime().load(a.plan);
   auto inputs = gather_inputs(*engine, a.inputs, random, a.seed);
@@ -100,6 +102,7 @@ Command add_run_command(CLI::App& root) {
   args->seed_opt = app->add_option("--random-inputs", args->seed, "fill inputs not given with --input randomly")
                        ->type_name("SEED");
   app->add_option("--outdir", args->outdir, "directory for <output>.npy files (created if needed)")->required();
+  add_plugins_option(app, args->plugins);
   return {app, [args] { return run_run(*args); }};
 }
 

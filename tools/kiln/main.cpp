@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "cli.h"
+#include "kiln/plugin.h"
 
 namespace kiln::cli {
 
@@ -30,6 +31,16 @@ std::string format_bytes(int64_t bytes) {
   char buf[32];
   std::snprintf(buf, sizeof buf, u ? "%.1f %s" : "%.0f %s", v, units[u]);
   return buf;
+}
+
+void add_plugins_option(CLI::App* app, std::vector<std::string>& libraries) {
+  app->add_option("--plugins", libraries, "plugin library to load first (repeatable)")
+      ->type_name("LIB.so")
+      ->allow_extra_args(false);
+}
+
+void load_plugins(const std::vector<std::string>& libraries) {
+  for (const std::string& lib : libraries) load_plugin_library(lib);
 }
 
 namespace {

@@ -1,10 +1,11 @@
-// CPU Conv (1-D/2-D/3-D, groups, dilations, fused bias + activation).
+// CPU Conv (1-D/2-D/3-D, groups, dilations, fused bias + residual + activation).
 // Tactics, chosen once in the factory:
 //   cpu.conv.gemm1x1    1x1, stride 1, no pads: Y[g] = W[g] * X[g] straight on NCHW
-//   cpu.conv.depthwise  group == C_in (1-D/2-D): direct, vectorized over flat rows
-//   cpu.conv.im2col     everything else: im2col in parallel chunks + sgemm per group
-// BLAS calls are made from the calling thread only (OpenBLAS runs its own pool);
-// kiln's parallel_for handles the memory-bound parts around them.
+//   cpu.conv.depthwise  group == C_in (1-D/2-D): direct, see conv_depthwise.cpp
+//   cpu.conv.im2col     everything else: im2col in parallel chunks + a GEMM per group
+// Constant weights are packed for the GEMM (conv_gemm.h) here in the factory.
+// Bias, the optional residual input Z (input 3) and the fused activation are
+// applied in one epilogue while each output block is hot: Y = act(conv + B + Z).
 #include <algorithm>
 #include <cstring>
 
@@ -44,7 +45,7 @@ class ConvKernel : public Kernel {
  public:
   enum Algo { kGemm1x1, kIm2col, kDepthwise };
 
-  explicit ConvKernel(const ir::Node& n) : label_(n.label()) {
+  explicit ConvKernel(const ir::Node& n) {
     require_dtype(n, "input", n.in(0)->dtype, {DataType::kFloat32});
     const ir::Dims& xd = n.in(0)->dims;
     const ir::Dims& wd = n.in(1)->dims;
@@ -55,6 +56,13 @@ class ConvKernel : public Kernel {
     c_ = xd[1];
     m_ = wd[0];
     act_ = Activation::from_node(n);
+    if (const ir::Value* z = n.in(3)) {
+      require_dtype(n, "residual", z->dtype, {DataType::kFloat32});
+      if (z->dims != n.outputs[0]->dims)
+        throw_bad_input(n.label() + ": residual '" + z->name + "' has shape " + shape_str(z->dims) +
+                        " but the output has shape " + shape_str(n.outputs[0]->dims));
+      residual_ = true;
+    }
     w_ = constant_f32(n, 1);
     b_ = constant_f32(n, 2);
     auto pads = n.ints("pads");
@@ -67,12 +75,16 @@ class ConvKernel : public Kernel {
     int64_t kg = (c_ / group_) * g_.taps();
     check_blas_dim(n, kg);
     check_blas_dim(n, numel_of_spatial(yd));
-    if (w_ && algo_ != kDepthwise) packed_ = pack_weights(w_->data<float>());
+    if (w_ && algo_ != kDepthwise) {
+      packed_ = pack_weights(w_->data<float>());
+      w_.reset();  // the packed copy is all run() needs
+    }
   }
 
   std::string tactic() const override {
     static const char* names[] = {"cpu.conv.gemm1x1", "cpu.conv.im2col", "cpu.conv.depthwise"};
     std::string t = names[algo_];
+    if (residual_) t += "+add";
     if (act_.kind != Activation::kNone) t += "+" + act_.name();
     return t;
   }
@@ -81,8 +93,9 @@ class ConvKernel : public Kernel {
     const ir::Tensor& x = *in[0];
     ir::Tensor& y = *out[0];
     if (y.numel() == 0) return;
-    const float* w = w_ ? w_->data<float>() : in[1]->data<float>();
+    auto weights = [&] { return w_ ? w_->data<float>() : in[1]->data<float>(); };
     const float* b = b_ ? b_->data<float>() : (in.size() > 2 && in[2] ? in[2]->data<float>() : nullptr);
+    const float* zs = residual_ ? in[3]->data<float>() : nullptr;
     int64_t id[3], od[3];
     spatial3(x.dims(), id);
     spatial3(y.dims(), od);
@@ -91,21 +104,22 @@ class ConvKernel : public Kernel {
     float* ys = y.data<float>();
     if (algo_ == kDepthwise) {
       DwGeom dg{id[1], id[2], od[1], od[2], g_.k[1], g_.k[2], g_.s[1], g_.s[2], g_.d[1], g_.d[2], g_.pb[1], g_.pb[2]};
-      depthwise_conv2d(xs, w, b, ys, n_batch, c_, m_, dg, act_);
+      depthwise_conv2d(xs, weights(), b, zs, ys, n_batch, c_, m_, dg, act_);
       return;
     }
     const int64_t cg = c_ / group_, mg = m_ / group_, kg = cg * g_.taps();
     const int64_t ihw = id[0] * id[1] * id[2], ohw = od[0] * od[1] * od[2];
     std::vector<PackedGemm> local;
-    const std::vector<PackedGemm>& gemms = packed_.empty() ? (local = pack_weights(w)) : packed_;
+    const std::vector<PackedGemm>& gemms = packed_.empty() ? (local = pack_weights(weights())) : packed_;
     for (int64_t n = 0; n < n_batch; ++n)
       for (int64_t gi = 0; gi < group_; ++gi) {
         const float* xg = xs + (n * c_ + gi * cg) * ihw;
         const float* bg = b ? b + gi * mg : nullptr;
         float* yg = ys + (n * m_ + gi * mg) * ohw;
+        const float* zg = zs ? zs + (n * m_ + gi * mg) * ohw : nullptr;
         const PackedGemm& gemm = gemms[size_t(gi)];
         if (algo_ == kGemm1x1) {
-          gemm.run(xg, ohw, ohw, yg, ohw, bg, act_);
+          gemm.run(xg, ohw, ohw, yg, ohw, bg, act_, zg);
         } else {
           // Chunks of whole output rows bound the column buffer (64 MiB).
           const int64_t rows = od[0] * od[1], row_cols = od[2];
@@ -114,7 +128,7 @@ class ConvKernel : public Kernel {
           for (int64_t r0 = 0; r0 < rows; r0 += max_rows) {
             int64_t r1 = std::min(rows, r0 + max_rows), cols = (r1 - r0) * row_cols;
             im2col(xg, cg, id, od, g_, r0, r1, col);
-            gemm.run(col, cols, cols, yg + r0 * row_cols, ohw, bg, act_);
+            gemm.run(col, cols, cols, yg + r0 * row_cols, ohw, bg, act_, zg ? zg + r0 * row_cols : nullptr);
           }
         }
       }
@@ -134,11 +148,11 @@ class ConvKernel : public Kernel {
     return v;
   }
 
-  std::string label_;
   Algo algo_ = kIm2col;
   ConvGeom g_;
   int64_t group_ = 1, c_ = 0, m_ = 0;
   Activation act_;
+  bool residual_ = false;  // input 3 (Z) is added before the activation
   std::shared_ptr<const ir::Tensor> w_, b_;
   std::vector<PackedGemm> packed_;  // per group, from constant weights
 };

@@ -27,6 +27,7 @@ Activation Activation::from_node(const ir::Node& n) {
   else if (s == "HardSigmoid") { need(2); act.kind = kHardSigmoid; act.a = p[0]; act.b = p[1]; }
   else if (s == "HardSwish") { need(0); act.kind = kHardSwish; }
   else if (s == "Tanh") { need(0); act.kind = kTanh; }
+  else if (s == "SiLU") { need(0); act.kind = kSiLU; }
   else throw_unsupported(n.label() + ": fused activation '" + s + "' is not supported by the CPU kernel");
   return act;
 }
@@ -41,43 +42,57 @@ std::string Activation::name() const {
     case kHardSigmoid: return "hardsigmoid";
     case kHardSwish: return "hardswish";
     case kTanh: return "tanh";
+    case kSiLU: return "silu";
   }
   return "";
 }
 
-void bias_activate(float* y, int64_t len, float bias, const Activation& act) {
+namespace {
+
+// Scalar epilogue body; split by whether there is a residual so the common
+// loops stay simple enough to vectorize.
+template <typename F> void apply_epilogue(float* y, int64_t len, float bias, const float* z, float zs, F f) {
+  if (!z) {
+    for (int64_t i = 0; i < len; ++i) y[i] = f(y[i] + bias);
+  } else if (zs == 1.f) {
+    for (int64_t i = 0; i < len; ++i) y[i] = f(y[i] + bias + z[i]);
+  } else {
+    for (int64_t i = 0; i < len; ++i) y[i] = f(y[i] + bias + zs * z[i]);
+  }
+}
+
+}  // namespace
+
+void epilogue(float* y, int64_t len, float bias, const float* z, const Activation& act, float zs) {
   const float a = act.a, b = act.b;
   switch (act.kind) {
     case Activation::kNone:
-      if (bias != 0.f)
-        for (int64_t i = 0; i < len; ++i) y[i] += bias;
+      if (bias != 0.f || z) apply_epilogue(y, len, bias, z, zs, [](float v) { return v; });
       break;
     case Activation::kRelu:
-      for (int64_t i = 0; i < len; ++i) y[i] = std::max(y[i] + bias, 0.f);
+      apply_epilogue(y, len, bias, z, zs, [](float v) { return std::max(v, 0.f); });
       break;
     case Activation::kLeakyRelu:
-      for (int64_t i = 0; i < len; ++i) {
-        float v = y[i] + bias;
-        y[i] = v < 0.f ? v * a : v;
-      }
+      apply_epilogue(y, len, bias, z, zs, [a](float v) { return v < 0.f ? v * a : v; });
       break;
     case Activation::kClip:
-      for (int64_t i = 0; i < len; ++i) y[i] = std::min(std::max(y[i] + bias, a), b);
+      apply_epilogue(y, len, bias, z, zs, [a, b](float v) { return std::min(std::max(v, a), b); });
       break;
     case Activation::kSigmoid:
-      for (int64_t i = 0; i < len; ++i) y[i] = 1.f / (1.f + std::exp(-(y[i] + bias)));
+      apply_epilogue(y, len, bias, z, zs, [](float v) { return 1.f / (1.f + std::exp(-v)); });
       break;
     case Activation::kHardSigmoid:
-      for (int64_t i = 0; i < len; ++i) y[i] = std::min(std::max(a * (y[i] + bias) + b, 0.f), 1.f);
+      apply_epilogue(y, len, bias, z, zs, [a, b](float v) { return std::min(std::max(a * v + b, 0.f), 1.f); });
       break;
     case Activation::kHardSwish:
-      for (int64_t i = 0; i < len; ++i) {
-        float v = y[i] + bias;
-        y[i] = v * std::min(std::max(v + 3.f, 0.f), 6.f) * (1.f / 6.f);
-      }
+      apply_epilogue(y, len, bias, z, zs,
+                     [](float v) { return v * std::min(std::max(v + 3.f, 0.f), 6.f) * (1.f / 6.f); });
       break;
     case Activation::kTanh:
-      for (int64_t i = 0; i < len; ++i) y[i] = std::tanh(y[i] + bias);
+      apply_epilogue(y, len, bias, z, zs, [](float v) { return std::tanh(v); });
+      break;
+    case Activation::kSiLU:
+      apply_epilogue(y, len, bias, z, zs, [](float v) { return v / (1.f + std::exp(-v)); });
       break;
   }
 }

@@ -13,17 +13,18 @@
 
 namespace kiln::cpu {
 
-// Activation fused into a kernel's epilogue (Conv attribute `activation`,
-// parameters in `activation_params`; see src/ir/ops/conv.cpp).
+// Activation fused into a kernel's epilogue (Conv / Gemm attribute
+// `activation`, parameters in `activation_params`; see src/ir/ops/conv.cpp).
 struct Activation {
-  enum Kind { kNone, kRelu, kLeakyRelu, kClip, kSigmoid, kHardSigmoid, kHardSwish, kTanh } kind = kNone;
+  enum Kind { kNone, kRelu, kLeakyRelu, kClip, kSigmoid, kHardSigmoid, kHardSwish, kTanh, kSiLU } kind = kNone;
   float a = 0.f, b = 0.f;
   static Activation from_node(const ir::Node& n);
   std::string name() const;  // "" for none
 };
 
-// y[i] = act(y[i] + bias) for i in [0, len).
-void bias_activate(float* y, int64_t len, float bias, const Activation& act);
+// The fused epilogue on one row: y[i] = act(y[i] + bias + z_scale * z[i])
+// for i in [0, len). z (a residual, or Gemm's C row) may be null.
+void epilogue(float* y, int64_t len, float bias, const float* z, const Activation& act, float z_scale = 1.f);
 
 // A per-thread scratch buffer of at least `n` floats (contents undefined).
 // Valid until the next call on the same thread with the same slot.

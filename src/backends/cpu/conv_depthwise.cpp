@@ -1,10 +1,13 @@
 // Depthwise conv kernels. With AVX-512 each output row is computed 16
 // columns at a time straight from the input plane: masked loads return zero
 // for taps in the padding, so there is no padded copy and no border code;
-// stride 2 loads 32 inputs and keeps the even ones with one permute. Bias and
-// the fused activation are applied before the (masked) store. Without
-// AVX-512, a portable AVX2 path copies each plane into zero-padded,
-// phase-split sub-planes and runs a flat vector loop over them.
+// stride 2 loads 32 inputs and keeps the even ones with one permute. Four
+// output rows are computed together; for 3x3 / 5x5 kernels without dilation
+// each input vector is loaded once and feeds every row that uses it. Bias,
+// the residual and the fused activation are applied before the (masked)
+// store. Without AVX-512, a portable AVX2 path copies each plane into
+// zero-padded, phase-split sub-planes and runs a flat vector loop over them;
+// its epilogue runs on each output row as it is copied out.
 #include "backends/cpu/conv_depthwise.h"
 
 #include <algorithm>
@@ -58,8 +61,8 @@ void dw_flat(const float* src, const int64_t* off, const float* w, int64_t taps,
 // SH*SW zero-padded sub-planes split by row/column phase, so every tap of every
 // output reads sub[off_t + oh * Wq + ow]: the output is computed on a flat
 // OH x Wq grid (Wq >= OW; extra columns are discarded) with no bounds checks.
-void depthwise_portable(const float* xs, const float* ws, const float* bs, float* ys, int64_t n_batch,
-                        int64_t c_in, int64_t m_out, const DwGeom& g, const Activation& act) {
+void depthwise_portable(const float* xs, const float* ws, const float* bs, const float* zs, float* ys,
+                        int64_t n_batch, int64_t c_in, int64_t m_out, const DwGeom& g, const Activation& act) {
   const int64_t ih_n = g.ih, iw_n = g.iw, oh_n = g.oh, ow_n = g.ow;
   const int64_t sh = g.sh, sw = g.sw, dh = g.dh, dw = g.dw, pt = g.pt, pl = g.pl;
   const int64_t kh_n = g.kh, kw_n = g.kw, taps = kh_n * kw_n, mult = m_out / c_in;
@@ -111,15 +114,15 @@ void depthwise_portable(const float* xs, const float* ws, const float* bs, float
       }
       dw_flat(pad, off.data(), ws + oc * taps, taps, tmp, oh_n * wq);
       float* y = ys + p * oh_n * ow_n;
+      const float* z = zs ? zs + p * oh_n * ow_n : nullptr;
       float bias = bs ? bs[oc] : 0.f;
       for (int64_t oh = 0; oh < oh_n; ++oh) {
         std::memcpy(y + oh * ow_n, tmp + oh * wq, size_t(ow_n) * sizeof(float));
-        bias_activate(y + oh * ow_n, ow_n, bias, act);
+        epilogue(y + oh * ow_n, ow_n, bias, z ? z + oh * ow_n : nullptr, act);
       }
     }
   });
 }
-
 
 // Per output-column chunk (16 wide) and kernel column: input offset of lane 0
 // and the masks of valid input elements for the (one or two) loads.
@@ -152,12 +155,20 @@ DwPlan plan_chunks(const DwGeom& g) {
   return p;
 }
 
+// Epilogue of one output vector: + residual (bias is in the accumulator's
+// start value), activation, masked store.
+KILN_AVX512 inline void store_out(float* y, const float* z, int64_t at, __mmask16 m, __m512 v, int kind, __m512 va,
+                                  __m512 vb) {
+  if (z) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, z + at));
+  _mm512_mask_storeu_ps(y + at, m, act512(v, kind, va, vb));
+}
+
 // One output plane, four output rows at a time (four independent FMA chains
 // per tap). Rows outside the image read from `zeros`, so the tap loops carry
 // no row checks. kStride: 1, 2, or 0 for any other stride (gathers).
 template <int kStride>
-KILN_AVX512 void dw_plane512(const float* x, const float* w, float bias, float* y, const DwGeom& g, const DwPlan& p,
-                             const float* zeros, int kind, float fa, float fb) {
+KILN_AVX512 void dw_plane512(const float* x, const float* w, float bias, const float* z, float* y, const DwGeom& g,
+                             const DwPlan& p, const float* zeros, int kind, float fa, float fb) {
   constexpr int kR = 4;
   const __m512 va = _mm512_set1_ps(fa), vb = _mm512_set1_ps(fb), vbias = _mm512_set1_ps(bias);
   const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
@@ -197,39 +208,83 @@ KILN_AVX512 void dw_plane512(const float* x, const float* w, float bias, float* 
         }
       }
       for (int r = 0; r < kR && oh0 + r < g.oh; ++r)
-        _mm512_mask_storeu_ps(y + (oh0 + r) * g.ow + c * 16, p.out[size_t(c)], act512(acc[r], kind, va, vb));
+        store_out(y, z, (oh0 + r) * g.ow + c * 16, p.out[size_t(c)], acc[r], kind, va, vb);
     }
   }
 }
 
-void depthwise_avx512(const float* xs, const float* ws, const float* bs, float* ys, int64_t n_batch, int64_t c_in,
-                      int64_t m_out, const DwGeom& g, const Activation& act) {
+// The common square kernels (3x3, 5x5; stride 1 or 2; no dilation), with
+// the geometry known at compile time: input row j of the four-row group
+// feeds output row r through kernel row kh = j - r * S, so each input vector
+// is loaded once and used by every output row that needs it.
+template <int K, int S>
+KILN_AVX512 void dw_plane512_k(const float* x, const float* w, float bias, const float* z, float* y, const DwGeom& g,
+                               const DwPlan& p, const float* zeros, int kind, float fa, float fb) {
+  constexpr int kR = 4, kRows = (kR - 1) * S + K;
+  const __m512 va = _mm512_set1_ps(fa), vb = _mm512_set1_ps(fb), vbias = _mm512_set1_ps(bias);
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const float* rows[kRows];
+  for (int64_t oh0 = 0; oh0 < g.oh; oh0 += kR) {
+    const int64_t top = oh0 * S - g.pt;
+    const int64_t last = std::min<int64_t>(kRows, (g.oh - 1 - oh0) * S + K);  // rows past it feed no stored output
+    for (int j = 0; j < kRows; ++j) {
+      int64_t ih = top + j;
+      rows[j] = (j < last && ih >= 0 && ih < g.ih) ? x + ih * g.iw : zeros;
+    }
+    for (int64_t c = 0; c < p.chunks; ++c) {
+      __m512 acc[kR];
+#pragma GCC unroll 4
+      for (int r = 0; r < kR; ++r) acc[r] = vbias;
+#pragma GCC unroll 16
+      for (int j = 0; j < kRows; ++j) {
+#pragma GCC unroll 5
+        for (int kw = 0; kw < K; ++kw) {
+          const size_t t = size_t(c * K + kw);
+          const float* src = rows[j] + p.base[t];
+          __m512 v;
+          if (S == 1) v = _mm512_maskz_loadu_ps(p.lo[t], src);
+          else v = _mm512_permutex2var_ps(_mm512_maskz_loadu_ps(p.lo[t], src), even, _mm512_maskz_loadu_ps(p.hi[t], src + 16));
+#pragma GCC unroll 4
+          for (int r = 0; r < kR; ++r) {
+            const int kh = j - r * S;
+            if (kh >= 0 && kh < K) acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(w[kh * K + kw]), v, acc[r]);
+          }
+        }
+      }
+      for (int r = 0; r < kR && oh0 + r < g.oh; ++r)
+        store_out(y, z, (oh0 + r) * g.ow + c * 16, p.out[size_t(c)], acc[r], kind, va, vb);
+    }
+  }
+}
+
+void depthwise_avx512(const float* xs, const float* ws, const float* bs, const float* zs, float* ys,
+                      int64_t n_batch, int64_t c_in, int64_t m_out, const DwGeom& g, const Activation& act) {
   const DwPlan plan = plan_chunks(g);
   const int64_t mult = m_out / c_in, taps = g.kh * g.kw, isz = g.ih * g.iw, osz = g.oh * g.ow;
-  const bool vec = vector_activation(act);
-  const int kind = vec ? act.kind : Activation::kNone;
+  const int kind = act.kind;
   auto fn = g.sw == 1 ? dw_plane512<1> : g.sw == 2 ? dw_plane512<2> : dw_plane512<0>;
+  if (g.kh == g.kw && g.sh == g.sw && g.dh == 1 && g.dw == 1 && (g.kh == 3 || g.kh == 5) && (g.sh == 1 || g.sh == 2))
+    fn = g.kh == 3 ? (g.sh == 1 ? dw_plane512_k<3, 1> : dw_plane512_k<3, 2>)
+                   : (g.sh == 1 ? dw_plane512_k<5, 1> : dw_plane512_k<5, 2>);
   const std::vector<float> zeros(static_cast<size_t>(g.iw), 0.f);
   // Blocks of >= ~256K MACs: enough to amortize a claim, small enough to balance.
   const int64_t per_block = std::max<int64_t>(1, (int64_t(1) << 18) / std::max<int64_t>(osz * taps, 1));
   parallel_blocks(n_batch * m_out, per_block, [&](int64_t s, int64_t e) {
     for (int64_t pl = s; pl < e; ++pl) {
       int64_t n = pl / m_out, oc = pl % m_out;
-      float* y = ys + pl * osz;
-      fn(xs + (n * c_in + oc / mult) * isz, ws + oc * taps, bs ? bs[oc] : 0.f, y, g, plan, zeros.data(), kind, act.a,
-         act.b);
-      if (!vec) bias_activate(y, osz, 0.f, act);
+      fn(xs + (n * c_in + oc / mult) * isz, ws + oc * taps, bs ? bs[oc] : 0.f, zs ? zs + pl * osz : nullptr,
+         ys + pl * osz, g, plan, zeros.data(), kind, act.a, act.b);
     }
   });
 }
 
 }  // namespace
 
-void depthwise_conv2d(const float* x, const float* w, const float* b, float* y, int64_t n_batch, int64_t c_in,
-                      int64_t m_out, const DwGeom& g, const Activation& act) {
+void depthwise_conv2d(const float* x, const float* w, const float* b, const float* z, float* y, int64_t n_batch,
+                      int64_t c_in, int64_t m_out, const DwGeom& g, const Activation& act) {
   if (n_batch * m_out * g.oh * g.ow == 0) return;
-  if (avx512_enabled() && g.kh <= 16) depthwise_avx512(x, w, b, y, n_batch, c_in, m_out, g, act);
-  else depthwise_portable(x, w, b, y, n_batch, c_in, m_out, g, act);
+  if (avx512_enabled() && g.kh <= 16) depthwise_avx512(x, w, b, z, y, n_batch, c_in, m_out, g, act);
+  else depthwise_portable(x, w, b, z, y, n_batch, c_in, m_out, g, act);
 }
 
 }  // namespace kiln::cpu

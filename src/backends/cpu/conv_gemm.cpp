@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
+#include <mutex>
 
 #include "backends/cpu/conv_simd.h"
 #include "backends/cpu/parallel.h"
@@ -37,6 +38,7 @@ struct Tile {
   __mmask16 m0, m1;
   bool accumulate, last;
   const float* bias;
+  const float* z;  // residual block laid out like c (ldc), or null
   int kind;
   float fa, fb;
 };
@@ -69,6 +71,11 @@ template <int MR> KILN_AVX512 void ukernel(int64_t kc, const float* ap, const fl
         c0[r] = _mm512_add_ps(c0[r], bb);
         c1[r] = _mm512_add_ps(c1[r], bb);
       }
+      if (t.z) {
+        const float* zr = t.z + r * t.ldc;
+        c0[r] = _mm512_add_ps(c0[r], _mm512_maskz_loadu_ps(t.m0, zr));
+        c1[r] = _mm512_add_ps(c1[r], _mm512_maskz_loadu_ps(t.m1, zr + 16));
+      }
       c0[r] = act512(c0[r], t.kind, va, vb);
       c1[r] = act512(c1[r], t.kind, va, vb);
     }
@@ -93,6 +100,44 @@ KILN_AVX512 void pack_b(const float* b, int64_t ldb, int64_t kc, int64_t valid, 
 }
 
 }  // namespace
+
+void blas_sgemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
+                const float* b, int64_t ldb, float beta, float* c, int64_t ldc, const BlockEpilogue& epi) {
+  static std::once_flag once;
+  std::call_once(once, [] { openblas_set_num_threads(1); });
+  if (m <= 0 || n <= 0) return;
+  if (k <= 0) {
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = beta == 0.f ? 0.f : beta * c[i * ldc + j];
+    if (epi) epi(0, m, 0, n);
+    return;
+  }
+  auto call = [&](int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
+    const float* ap = ta ? a + i0 : a + i0 * lda;
+    const float* bp = tb ? b + j0 * ldb : b + j0;
+    float* cp = c + i0 * ldc + j0;
+    int mm = int(i1 - i0), nn = int(j1 - j0);
+    if (mm == 1) {  // one row: c = op(B)^T a, where a steps by lda through a transposed A
+      const int inc = ta ? int(lda) : 1;
+      if (tb) cblas_sgemv(CblasRowMajor, CblasNoTrans, nn, int(k), alpha, bp, int(ldb), ap, inc, beta, cp, 1);
+      else cblas_sgemv(CblasRowMajor, CblasTrans, int(k), nn, alpha, bp, int(ldb), ap, inc, beta, cp, 1);
+    } else {
+      cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, mm, nn, int(k),
+                  alpha, ap, int(lda), bp, int(ldb), beta, cp, int(ldc));
+    }
+    if (epi) epi(i0, i1, j0, j1);
+  };
+  // Blocks of >= ~4 MFLOP along the longer side, a few per thread for balance.
+  const bool by_cols = n >= m;
+  const int64_t len = by_cols ? n : m, other = by_cols ? m : n;
+  const int64_t min_len = std::max<int64_t>(16, (int64_t(2) << 20) / std::max<int64_t>(other * k, 1));
+  const int64_t blocks = std::max<int64_t>(1, std::min(len / min_len, 4 * int64_t(num_threads())));
+  const int64_t step = (len + blocks - 1) / blocks;
+  parallel_blocks(len, step, [&](int64_t s0, int64_t s1) {
+    if (by_cols) call(0, m, s0, s1);
+    else call(s0, s1, 0, n);
+  });
+}
 
 bool avx512_enabled() {
   int v = g_avx512.load();
@@ -130,32 +175,32 @@ void PackedGemm::pack(const float* a, int64_t m, int64_t k, int64_t lda) {
 }
 
 void PackedGemm::run(const float* b, int64_t ldb, int64_t n, float* c, int64_t ldc, const float* bias,
-                     const Activation& act) const {
+                     const Activation& act, const float* z) const {
   const int64_t m = m_, k = k_;
   if (m == 0 || n == 0) return;
-  auto scalar_epilogue = [&](bool with_bias) {
-    parallel_for(m, [&](int64_t s, int64_t e) {
-      for (int64_t i = s; i < e; ++i) bias_activate(c + i * ldc, n, with_bias && bias ? bias[i] : 0.f, act);
-    }, std::max<int64_t>(1, 16384 / n));
+  auto block_epilogue = [&](int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
+    for (int64_t i = i0; i < i1; ++i)
+      epilogue(c + i * ldc + j0, j1 - j0, bias ? bias[i] : 0.f, z ? z + i * ldc + j0 : nullptr, act);
   };
   if (k == 0) {
-    for (int64_t i = 0; i < m; ++i) std::fill(c + i * ldc, c + i * ldc + n, 0.f);
-    scalar_epilogue(true);
+    parallel_for(m, [&](int64_t s, int64_t e) {
+      for (int64_t i = s; i < e; ++i) std::fill(c + i * ldc, c + i * ldc + n, 0.f);
+      block_epilogue(s, e, 0, n);
+    }, std::max<int64_t>(1, 16384 / n));
     return;
   }
   if (!native_) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(m), int(n), int(k), 1.f, a_.data(), int(k), b, int(ldb),
-                0.f, c, int(ldc));
-    if (bias || act.kind != Activation::kNone) scalar_epilogue(true);
+    const bool any = bias || z || act.kind != Activation::kNone;
+    blas_sgemm(false, false, m, n, k, 1.f, a_.data(), k, b, ldb, 0.f, c, ldc,
+               any ? BlockEpilogue(block_epilogue) : BlockEpilogue());
     return;
   }
-  run_native(b, ldb, n, c, ldc, bias, act);
+  run_native(b, ldb, n, c, ldc, bias, act, z);
 }
 
 void PackedGemm::run_native(const float* b, int64_t ldb, int64_t n, float* c, int64_t ldc, const float* bias,
-                            const Activation& act) const {
+                            const Activation& act, const float* z) const {
   const int64_t m = m_;
-  const bool vec_act = vector_activation(act);
   const int64_t mpan = (m + kMR - 1) / kMR, nblk = (n + kNC - 1) / kNC, nkb = int64_t(kb_.size()) - 1;
   // Small products run on the calling thread: waking the pool costs more
   // than it saves below a few MFLOP. Otherwise split rows too when there are
@@ -182,18 +227,18 @@ void PackedGemm::run_native(const float* b, int64_t ldb, int64_t n, float* c, in
           t.accumulate = bi > 0;
           t.last = bi == nkb - 1;
           t.bias = bias ? bias + p * kMR : nullptr;
-          t.kind = vec_act ? act.kind : Activation::kNone;
+          t.kind = act.kind;
           t.fa = act.a;
           t.fb = act.b;
           for (int64_t j = 0; j < npan; ++j) {
             int64_t cols = std::min<int64_t>(kNR, nc - j * kNR);
-            t.c = c + p * kMR * ldc + n0 + j * kNR;
+            const int64_t off = p * kMR * ldc + n0 + j * kNR;
+            t.c = c + off;
+            t.z = z ? z + off : nullptr;
             t.m0 = mask_of(cols);
             t.m1 = mask_of(cols - 16);
             kKernels[rows](kc, blk + p * kc * kMR, bp + j * kc * kNR, t);
           }
-          if (!vec_act && t.last)
-            for (int64_t r = 0; r < rows; ++r) bias_activate(c + (p * kMR + r) * ldc + n0, nc, 0.f, act);
         }
       }
     }

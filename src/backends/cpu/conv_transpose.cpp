@@ -2,11 +2,10 @@
 // Per image and group: col = W[g]^T * X[g] with one sgemm (the transposed
 // weight is read in place through transA), then col2im scatters the columns
 // into the output planes, parallel over output channels (no write conflicts).
-#include <cblas.h>
-
 #include <algorithm>
 
 #include "backends/cpu/conv_common.h"
+#include "backends/cpu/conv_gemm.h"
 #include "backends/cpu/parallel.h"
 #include "kiln/error.h"
 
@@ -67,8 +66,7 @@ class ConvTransposeKernel : public Kernel {
         const float* wg = w + g * cg * mg * taps;
         if (cg == 0 || ihw == 0) std::fill(col, col + mg * taps * ihw, 0.f);
         else
-          cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, int(mg * taps), int(ihw), int(cg), 1.f, wg,
-                      int(mg * taps), xg, int(ihw), 0.f, col, int(ihw));
+          blas_sgemm(true, false, mg * taps, ihw, cg, 1.f, wg, mg * taps, xg, ihw, 0.f, col, ihw);
         float* yg = y.data<float>() + (n * m_ + g * mg) * ohw;
         parallel_for(mg, [&](int64_t s, int64_t e) {
           for (int64_t m = s; m < e; ++m) col2im(col + m * taps * ihw, id, od, yg + m * ohw, b ? b[g * mg + m] : 0.f);

@@ -1,13 +1,16 @@
-// CPU Gemm and MatMul. FP32 goes through OpenBLAS (sgemm, or sgemv for a
-// single row); MatMul folds the batch into M when B is shared by all batches
-// so one large sgemm replaces many small ones. Integer MatMul (int32/int64)
-// uses plain loops with wrap-around arithmetic, parallel over output rows.
-#include <cblas.h>
-
+// CPU Gemm and MatMul. FP32 goes through OpenBLAS (blas_sgemm: sgemm, or
+// sgemv for a single row, split across kiln's pool). Gemm adds beta * C and
+// applies its fused activation (attribute `activation`, see
+// src/ir/ops/gemm.cpp) in one epilogue on each block of Y right after the
+// block is computed, while it is still in cache. MatMul folds the batch
+// into M when B is shared by all batches, so one large GEMM replaces many
+// small ones. Integer MatMul (int32/int64) and MatMulInteger use plain loops
+// with wrap-around arithmetic, parallel over output rows.
 #include <algorithm>
 #include <type_traits>
 
 #include "backends/cpu/conv_common.h"
+#include "backends/cpu/conv_gemm.h"
 #include "backends/cpu/parallel.h"
 #include "kiln/error.h"
 
@@ -18,19 +21,7 @@ namespace {
 // Y (m x n, row-major, ldy = n) = alpha * op(A) * op(B) + beta * Y.
 void sgemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
            const float* b, int64_t ldb, float beta, float* y) {
-  if (m == 0 || n == 0) return;
-  if (k == 0) {
-    for (int64_t i = 0; i < m * n; ++i) y[i] = beta == 0.f ? 0.f : beta * y[i];
-    return;
-  }
-  if (m == 1) {
-    // y = alpha * op(B)^T a: a is contiguous whether or not A is transposed (M = 1).
-    if (tb) cblas_sgemv(CblasRowMajor, CblasNoTrans, int(n), int(k), alpha, b, int(ldb), a, 1, beta, y, 1);
-    else cblas_sgemv(CblasRowMajor, CblasTrans, int(k), int(n), alpha, b, int(ldb), a, 1, beta, y, 1);
-    return;
-  }
-  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(m), int(n), int(k),
-              alpha, a, int(lda), b, int(ldb), beta, y, int(n));
+  blas_sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, y, n);
 }
 
 class GemmKernel : public Kernel {
@@ -43,10 +34,14 @@ class GemmKernel : public Kernel {
     beta_ = n.f("beta", 1.f);
     b_ = constant_f32(n, 1);
     c_ = constant_f32(n, 2);
+    ldb_ = n.in(1)->dims[1];
+    act_ = Activation::from_node(n);
     for (int64_t d : n.in(0)->dims) check_blas_dim(n, d);
     for (int64_t d : n.in(1)->dims) check_blas_dim(n, d);
   }
-  std::string tactic() const override { return "cpu.gemm.blas"; }
+  std::string tactic() const override {
+    return act_.kind == Activation::kNone ? "cpu.gemm.blas" : "cpu.gemm.blas+" + act_.name();
+  }
 
   void run(const std::vector<const ir::Tensor*>& in, const std::vector<ir::Tensor*>& out) override {
     const ir::Tensor& a = *in[0];
@@ -56,21 +51,28 @@ class GemmKernel : public Kernel {
     const int64_t m = y.dims()[0], n = y.dims()[1];
     const int64_t k = ta_ ? a.dims()[0] : a.dims()[1];
     float* yp = y.data<float>();
-    float beta = 0.f;
-    if (c && beta_ != 0.f) {
-      // Y = beta * C (broadcast), then accumulate the product onto it.
-      const float* cp = c->data<float>();
-      int64_t cr = c->rank() == 2 ? c->dims()[0] : 1, cc = c->rank() >= 1 ? c->dims().back() : 1;
-      for (int64_t i = 0; i < m; ++i)
-        for (int64_t j = 0; j < n; ++j) yp[i * n + j] = beta_ * cp[(cr == 1 ? 0 : i) * cc + (cc == 1 ? 0 : j)];
-      beta = 1.f;
-    }
-    sgemm(ta_, tb_, m, n, k, alpha_, a.data<float>(), a.dims()[1], bp, in[1]->dims()[1], beta, yp);
+    // C broadcasts onto [M, N] one way: per row a scalar (cc == 1) or a row.
+    const float* cp = c && beta_ != 0.f ? c->data<float>() : nullptr;
+    const int64_t cr = cp && c->rank() == 2 ? c->dims()[0] : 1, cc = cp && c->rank() >= 1 ? c->dims().back() : 1;
+    BlockEpilogue epi;
+    if (cp || act_.kind != Activation::kNone)
+      epi = [&](int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
+        for (int64_t i = i0; i < i1; ++i) {
+          float* row = yp + i * n + j0;
+          const float* crow = cp ? cp + (cr == 1 ? 0 : i) * cc : nullptr;
+          if (!crow) epilogue(row, j1 - j0, 0.f, nullptr, act_);
+          else if (cc == 1) epilogue(row, j1 - j0, beta_ * crow[0], nullptr, act_);
+          else epilogue(row, j1 - j0, 0.f, crow + j0, act_, beta_);
+        }
+      };
+    blas_sgemm(ta_, tb_, m, n, k, alpha_, a.data<float>(), a.dims()[1], bp, ldb_, 0.f, yp, n, epi);
   }
 
  private:
   bool ta_ = false, tb_ = false;
   float alpha_ = 1.f, beta_ = 1.f;
+  int64_t ldb_ = 0;
+  Activation act_;
   std::shared_ptr<const ir::Tensor> b_, c_;
 };
 

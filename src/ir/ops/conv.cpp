@@ -2,10 +2,15 @@
 // Inference also rewrites the window attributes into explicit form (see
 // conv_window.h) so kernels never resolve auto_pad or default values.
 //
-// kiln-internal extension: a fusion pass may attach an activation to Conv as
-// attribute `activation` (Relu, LeakyRelu, Clip, Sigmoid, HardSigmoid,
-// HardSwish, Tanh) with `activation_params` (LeakyRelu: alpha; Clip: min, max;
-// HardSigmoid: alpha, beta). The CPU kernel applies it in its epilogue.
+// kiln-internal extensions, attached by fusion passes:
+//   - attribute `activation` (Relu, LeakyRelu, Clip, Sigmoid, HardSigmoid,
+//     HardSwish, Tanh, SiLU = x * sigmoid(x)) with `activation_params`
+//     (LeakyRelu: alpha; Clip: min, max; HardSigmoid: alpha, beta; none for
+//     the others). Gemm takes the same pair (see gemm.cpp).
+//   - an optional 4th input Z, a residual with exactly the output's dims and
+//     dtype: Y = act(conv(X, W) + B + Z). It is how `relu(conv(x) + shortcut)`
+//     (ResNet) and `conv(x) + x` (MobileNetV2) run as one layer.
+// Kernels apply bias, Z and the activation in one epilogue, in that order.
 #include <string>
 
 #include "ir/op_registry.h"
@@ -18,11 +23,14 @@ namespace {
 
 bool is_float(DataType t) { return t == DataType::kFloat32 || t == DataType::kFloat16; }
 
-void check_activation(const Node& n) {
+}  // namespace
+
+// Shared with Gemm's inference (gemm.cpp), which carries the same pair.
+void check_fused_activation(const Node& n) {
   if (!n.has("activation")) return;
   std::string a = n.s("activation", "");
   size_t want;
-  if (a == "Relu" || a == "Sigmoid" || a == "HardSwish" || a == "Tanh") want = 0;
+  if (a == "Relu" || a == "Sigmoid" || a == "HardSwish" || a == "Tanh" || a == "SiLU") want = 0;
   else if (a == "LeakyRelu") want = 1;
   else if (a == "Clip" || a == "HardSigmoid") want = 2;
   else throw_unsupported(n.label() + ": fused activation '" + a + "' is not supported");
@@ -30,6 +38,8 @@ void check_activation(const Node& n) {
     throw_bad_input(n.label() + ": fused activation '" + a + "' needs " + std::to_string(want) +
                     " activation_params");
 }
+
+namespace {
 
 bool is_int8(DataType t) { return t == DataType::kUInt8 || t == DataType::kInt8; }
 
@@ -79,6 +89,22 @@ void check_bias(const Node& n, int64_t m) {
   if (b->dtype != n.in(0)->dtype) throw_bad_input(n.label() + ": bias dtype differs from input dtype");
 }
 
+// Z (input 3) of a float Conv: the residual added before the activation.
+void check_residual(const Node& n, const Dims& out) {
+  if (n.inputs.size() > 4)
+    throw_bad_input(n.label() + ": Conv takes at most 4 inputs (X, W, B, residual Z), got " +
+                    std::to_string(n.inputs.size()));
+  const Value* z = n.in(3);
+  if (!z) return;
+  if (!z->has_shape) throw_bad_input(n.label() + ": residual input '" + z->name + "' has no known shape");
+  if (z->dims != out)
+    throw_bad_input(n.label() + ": residual input '" + z->name + "' has shape " + shape_str(z->dims) +
+                    " but the output has shape " + shape_str(out) + " (no broadcasting)");
+  if (z->dtype != n.in(0)->dtype)
+    throw_bad_input(n.label() + ": residual input '" + z->name + "' is " + dtype_name(z->dtype) +
+                    " but the input is " + dtype_name(n.in(0)->dtype));
+}
+
 void infer_conv_common(Node& n, bool integer) {
   const Value& x = input_checked(n, 0);
   const Value& w = input_checked(n, 1);
@@ -101,7 +127,7 @@ void infer_conv_common(Node& n, bool integer) {
       throw_bad_input(n.label() + ": w_zero_point must be one value or one per output channel, of the weight's dtype");
   } else {
     check_bias(n, m);
-    check_activation(n);
+    check_fused_activation(n);
   }
   Dims in(x.dims.begin() + 2, x.dims.end());
   window::Window win = window::resolve(n, in, kernel_from_weight(n, w));
@@ -109,6 +135,7 @@ void infer_conv_common(Node& n, bool integer) {
   for (size_t i = 0; i < r; ++i)
     out.push_back(window::out_extent(n, in[i], win.kernel[i], win.strides[i], win.dilations[i], win.pads[i],
                                      win.pads[i + r], false));
+  if (!integer) check_residual(n, out);
   set_output(n, 0, integer ? DataType::kInt32 : x.dtype, out);
 }
 

@@ -1,10 +1,19 @@
 // Shape inference for Gemm and MatMul (ONNX opset 18 forms).
+//
+// kiln-internal extension: a fusion pass may attach an activation to Gemm
+// with the same `activation` / `activation_params` attributes as Conv (the
+// list is in conv.cpp). The kernel applies Y = act(alpha * A * B + beta * C)
+// in the pass that adds C.
 #include <string>
 
 #include "ir/op_registry.h"
 #include "kiln/error.h"
 
 namespace kiln::ir {
+
+// Validates `activation` / `activation_params`; defined next to Conv's
+// inference in conv.cpp, which owns the list of fusable activations.
+void check_fused_activation(const Node& n);
 
 namespace {
 
@@ -38,6 +47,7 @@ void infer_gemm(Node& n) {
         throw_bad_input(n.label() + ": C " + shape_str(c->dims) + " does not broadcast to " + shape_str(full));
     }
   }
+  check_fused_activation(n);
   set_output(n, 0, a.dtype, {m, nn});
 }
 

@@ -194,35 +194,107 @@ TEST(ConvCpu, AutoPadResolvesToExplicitPads) {
   }
 }
 
-TEST(ConvCpu, FusedActivations) {
-  Tensor x = test::random_tensor(DataType::kFloat32, {1, 4, 9, 9}, 7, -3, 3);
-  Tensor w = test::random_tensor(DataType::kFloat32, {4, 4, 3, 3}, 8);
-  Tensor wd = test::random_tensor(DataType::kFloat32, {4, 1, 3, 3}, 9);
-  Tensor b = test::random_tensor(DataType::kFloat32, {4}, 10);
-  struct A { const char* name; std::vector<float> params; double (*f)(double); };
-  const A acts[] = {
-      {"Relu", {}, [](double v) { return std::max(v, 0.0); }},
-      {"Clip", {0.f, 6.f}, [](double v) { return std::min(std::max(v, 0.0), 6.0); }},
-      {"HardSwish", {}, [](double v) { return v * std::min(std::max(v + 3, 0.0), 6.0) / 6; }},
-      {"LeakyRelu", {0.1f}, [](double v) { return v < 0 ? 0.1 * v : v; }},
-      {"Sigmoid", {}, [](double v) { return 1 / (1 + std::exp(-v)); }},
-      {"Tanh", {}, [](double v) { return std::tanh(v); }},
-      {"HardSigmoid", {0.2f, 0.5f}, [](double v) { return std::min(std::max(0.2 * v + 0.5, 0.0), 1.0); }},
+// The fused epilogue y = act(conv + b + z) in float64, per activation name
+// ("" for none); parameters as the attribute carries them.
+double ref_act(const std::string& a, const std::vector<float>& p, double v) {
+  if (a == "Relu") return std::max(v, 0.0);
+  if (a == "Clip") return std::min(std::max(v, double(p[0])), double(p[1]));
+  if (a == "LeakyRelu") return v < 0 ? double(p[0]) * v : v;
+  if (a == "Sigmoid") return 1 / (1 + std::exp(-v));
+  if (a == "HardSigmoid") return std::min(std::max(double(p[0]) * v + double(p[1]), 0.0), 1.0);
+  if (a == "HardSwish") return v * std::min(std::max(v + 3, 0.0), 6.0) / 6;
+  if (a == "Tanh") return std::tanh(v);
+  if (a == "SiLU") return v / (1 + std::exp(-v));
+  return v;
+}
+
+// Bias, residual input Z (input 3) and every fused activation on every
+// tactic and kernel variant (AVX-512 GEMM / depthwise plane kernels and the
+// portable OpenBLAS / flat-loop paths), with packed and run-time weights.
+TEST(ConvCpu, EpilogueBiasResidualActivationOnEveryTactic) {
+  struct T { const char* name; Dims x, w; Win win; bool bias; const char* tactic; };
+  const T cases[] = {
+      {"1x1 batch 2", {2, 8, 7, 5}, {12, 8, 1, 1}, {{1, 1}, {1, 1}, {0, 0, 0, 0}}, true, "cpu.conv.gemm1x1"},
+      {"1x1 group 3 no bias", {2, 6, 5, 5}, {9, 2, 1, 1}, {{1, 1}, {1, 1}, {0, 0, 0, 0}, 3}, false, "cpu.conv.gemm1x1"},
+      {"1x1 many columns", {1, 5, 40, 30}, {14, 5, 1, 1}, {{1, 1}, {1, 1}, {0, 0, 0, 0}}, true, "cpu.conv.gemm1x1"},
+      {"3x3 batch 2", {2, 4, 9, 11}, {6, 4, 3, 3}, {{1, 1}, {1, 1}, {1, 1, 1, 1}}, true, "cpu.conv.im2col"},
+      {"3x3 group 2 batch 2", {2, 6, 8, 8}, {4, 3, 3, 3}, {{1, 2}, {2, 1}, {2, 1, 2, 1}, 2}, true, "cpu.conv.im2col"},
+      {"3x3 two K blocks", {1, 100, 6, 5}, {20, 100, 3, 3}, {{1, 1}, {1, 1}, {1, 1, 1, 1}}, true, "cpu.conv.im2col"},
+      {"3x3 stride 2 no bias", {2, 3, 30, 41}, {14, 3, 3, 3}, {{2, 2}, {1, 1}, {1, 1, 1, 1}}, false, "cpu.conv.im2col"},
+      {"1d", {2, 3, 20}, {4, 3, 4}, {{2}, {2}, {1, 3}}, true, "cpu.conv.im2col"},
+      {"3d", {2, 2, 4, 5, 6}, {3, 2, 3, 2, 3}, {{1, 2, 1}, {1, 1, 2}, {1, 0, 1, 1, 1, 0}}, true, "cpu.conv.im2col"},
+      {"dw 3x3 s1 batch 2", {2, 5, 37, 41}, {5, 1, 3, 3}, {{1, 1}, {1, 1}, {1, 1, 1, 1}, 5}, true, "cpu.conv.depthwise"},
+      {"dw 3x3 s2", {2, 4, 15, 14}, {4, 1, 3, 3}, {{2, 2}, {1, 1}, {1, 1, 1, 1}, 4}, true, "cpu.conv.depthwise"},
+      {"dw 5x5 s1 no bias", {1, 3, 23, 21}, {3, 1, 5, 5}, {{1, 1}, {1, 1}, {2, 2, 2, 2}, 3}, false, "cpu.conv.depthwise"},
+      {"dw 5x5 s2", {2, 3, 20, 19}, {3, 1, 5, 5}, {{2, 2}, {1, 1}, {1, 2, 2, 1}, 3}, true, "cpu.conv.depthwise"},
+      {"dw dil2 s3", {2, 3, 17, 40}, {3, 1, 3, 3}, {{3, 2}, {2, 2}, {2, 0, 0, 2}, 3}, true, "cpu.conv.depthwise"},
+      {"dw multiplier 2", {2, 3, 6, 7}, {6, 1, 3, 2}, {{1, 1}, {1, 1}, {1, 0, 1, 1}, 3}, true, "cpu.conv.depthwise"},
+      {"dw 1d", {2, 4, 33}, {4, 1, 3}, {{1}, {1}, {1, 1}, 4}, true, "cpu.conv.depthwise"},
   };
+  struct A { const char* name; std::vector<float> params; };
+  const A acts[] = {{"", {}},          {"Relu", {}},      {"Clip", {-0.5f, 0.75f}}, {"LeakyRelu", {0.1f}},
+                    {"Sigmoid", {}},   {"HardSigmoid", {0.2f, 0.5f}}, {"HardSwish", {}}, {"Tanh", {}}, {"SiLU", {}}};
+  uint32_t seed = 700;
+  for (const T& c : cases) {
+    Tensor x = test::random_tensor(DataType::kFloat32, c.x, seed++, -1.5, 1.5);
+    Tensor w = test::random_tensor(DataType::kFloat32, c.w, seed++);
+    Tensor b = test::random_tensor(DataType::kFloat32, {c.w[0]}, seed++);
+    Tensor plain = ref_conv(x, w, c.bias ? &b : nullptr, c.win);
+    Tensor z = test::random_tensor(DataType::kFloat32, plain.dims(), seed++, -2, 2);
+    const auto pv = plain.to_double(), zv = z.to_double();
+    for (bool avx512 : {true, false})
+      for (const A& a : acts)
+        for (bool residual : {false, true})
+          for (bool const_w : {true, false}) {
+            cpu::set_avx512_enabled(avx512);
+            SCOPED_TRACE(std::string(c.name) + " act=" + a.name + (residual ? " +Z" : "") +
+                         (const_w ? "" : " run-time W") + (avx512 && cpu::avx512_enabled() ? " [avx512]" : " [portable]"));
+            std::vector<float> want(pv.size());
+            for (size_t i = 0; i < pv.size(); ++i) want[i] = float(ref_act(a.name, a.params, pv[i] + (residual ? zv[i] : 0)));
+            std::map<std::string, ir::Attribute> attrs{{"strides", attr_ints(c.win.s)}, {"dilations", attr_ints(c.win.d)},
+                                                       {"pads", attr_ints(c.win.p)}, {"group", attr_i(c.win.group)}};
+            std::string expect_tactic = std::string(c.tactic) + (residual ? "+add" : "");
+            if (*a.name) {
+              attrs["activation"] = attr_s(a.name);
+              attrs["activation_params"] = attr_floats(a.params);
+              std::string lower = a.name;
+              for (char& ch : lower) ch = char(std::tolower(ch));
+              expect_tactic += "+" + lower;
+            }
+            std::vector<test::OpInput> ins{test::in(x), const_w ? test::cin(w) : test::in(w),
+                                           c.bias ? test::cin(b) : test::none()};
+            if (residual) ins.push_back(test::in(z));
+            std::string tactic;
+            Tensor got = test::run_op("Conv", ins, attrs, 1, &tactic)[0];
+            EXPECT_EQ(tactic, expect_tactic);
+            EXPECT_LT(test::max_rel_error(got, Tensor::from_float(want, plain.dims())), 1e-4);
+          }
+  }
+  cpu::set_avx512_enabled(true);
+}
+
+// Saturated and near-zero inputs of the vectorized sigmoid / tanh / SiLU:
+// y = act(0 * x + bias + z) with z spanning [-100, 100] and tiny values.
+TEST(ConvCpu, TranscendentalEpilogueExtremes) {
+  std::vector<float> zs;
+  for (float v : {-100.f, -88.f, -30.f, -10.f, -1.f, -0.3f, -0.1f, -1e-3f, -1e-6f, 0.f, 1e-6f, 1e-3f, 0.1f, 0.24f,
+                  0.26f, 0.3f, 1.f, 10.f, 30.f, 88.f, 100.f})
+    zs.push_back(v);
+  while (zs.size() % 16 != 5) zs.push_back(float(zs.size()) * 0.37f - 4.f);  // a masked tail too
+  const int64_t n = int64_t(zs.size());
+  Tensor x(DataType::kFloat32, {1, 1, 1, n}), w = Tensor::from_float({1.f}, {1, 1, 1, 1});
+  Tensor z = Tensor::from_float(zs, {1, 1, 1, n});
   for (bool avx512 : {true, false})
-  for (const A& a : acts)
-    for (int dw = 0; dw < 2; ++dw) {
+    for (const char* a : {"Sigmoid", "Tanh", "SiLU"}) {
       cpu::set_avx512_enabled(avx512);
-      SCOPED_TRACE(std::string(a.name) + (dw ? " depthwise" : " dense") + (avx512 ? "" : " [portable]"));
-      Win win{{1, 1}, {1, 1}, {1, 1, 1, 1}, dw ? 4 : 1};
-      Tensor plain = ref_conv(x, dw ? wd : w, &b, win);
-      std::vector<float> exp;
-      for (double v : plain.to_double()) exp.push_back(float(a.f(v)));
-      std::string tactic;
-      Tensor got = conv(x, dw ? wd : w, &b, win, true, &tactic,
-                        {{"activation", attr_s(a.name)}, {"activation_params", attr_floats(a.params)}});
-      EXPECT_NE(tactic.find('+'), std::string::npos) << tactic;
-      EXPECT_LT(test::max_rel_error(got, Tensor::from_float(exp, plain.dims())), 1e-4);
+      SCOPED_TRACE(std::string(a) + (avx512 ? "" : " [portable]"));
+      auto got = test::run_op("Conv", {test::in(x), test::cin(w), test::none(), test::in(z)},
+                              {{"activation", attr_s(a)}, {"activation_params", attr_floats({})}})[0];
+      for (int64_t i = 0; i < n; ++i) {
+        double want = ref_act(a, {}, zs[size_t(i)]);
+        // Relative near zero (tanh, SiLU), absolute where it saturates.
+        EXPECT_NEAR(got.data<float>()[i], want, 2e-6 * std::max(std::fabs(want), 1e-3)) << "z=" << zs[size_t(i)];
+      }
     }
   cpu::set_avx512_enabled(true);
 }
@@ -237,6 +309,14 @@ TEST(ConvCpu, Fp16RunsThroughFp32) {
   EXPECT_EQ(tactic, "cpu.conv.im2col.fp16");
   auto g = got[0].to_double(), e = want.to_double();
   for (size_t i = 0; i < g.size(); ++i) EXPECT_NEAR(g[i], e[i], 1e-2 * std::max(1.0, std::fabs(e[i])));
+  // An FP16 residual is converted with the other inputs.
+  Tensor z = test::random_tensor(DataType::kFloat16, want.dims(), 23);
+  got = test::run_op("Conv", {test::in(x), test::cin(w), test::none(), test::in(z)}, {{"pads", attr_ints({1, 1, 1, 1})}},
+                     1, &tactic);
+  EXPECT_EQ(tactic, "cpu.conv.im2col+add.fp16");
+  g = got[0].to_double();
+  auto zv = z.to_double();
+  for (size_t i = 0; i < g.size(); ++i) EXPECT_NEAR(g[i], e[i] + zv[i], 1e-2 * std::max(1.0, std::fabs(e[i] + zv[i])));
 }
 
 // Scatter definition: y[n, g*mg+m, i*s + k*d - pb] += x[n, c, i] * w[c, m, k]
@@ -390,6 +470,20 @@ TEST(ConvCpu, RejectsInconsistentShapes) {
   EXPECT_EQ(run({2, 4, 3, 3}, {{"auto_pad", attr_s("SAME")}}), ErrorCode::kBadInput);
   EXPECT_EQ(run({2, 4, 3, 3}, {{"activation", attr_s("Gelu")}}), ErrorCode::kUnsupported);
   EXPECT_EQ(run({2, 4, 3, 3}, {{"strides", attr_ints({0, 1})}}), ErrorCode::kBadInput);
+  EXPECT_EQ(run({2, 4, 3, 3}, {{"activation", attr_s("SiLU")}, {"activation_params", attr_floats({1.f})}}),
+            ErrorCode::kBadInput);
+  // Residual input Z: exactly the output's dims (here [1,2,3,3]) and dtype.
+  Tensor w(DataType::kFloat32, {2, 4, 3, 3});
+  auto run_z = [&](const Tensor& z) {
+    return error_of([&] { test::run_op("Conv", {test::in(x), test::cin(w), test::none(), test::in(z)}); });
+  };
+  Tensor z(DataType::kFloat32, {1, 2, 3, 3});
+  EXPECT_NO_THROW(test::run_op("Conv", {test::in(x), test::cin(w), test::none(), test::in(z)}));
+  EXPECT_EQ(run_z(Tensor(DataType::kFloat32, {1, 2, 1, 1})), ErrorCode::kBadInput);  // no broadcasting
+  EXPECT_EQ(run_z(Tensor(DataType::kFloat32, {1, 2, 3, 4})), ErrorCode::kBadInput);
+  EXPECT_EQ(run_z(Tensor(DataType::kInt32, {1, 2, 3, 3})), ErrorCode::kBadInput);
+  EXPECT_EQ(error_of([&] { test::run_op("Conv", {test::in(x), test::cin(w), test::none(), test::in(z), test::in(z)}); }),
+            ErrorCode::kBadInput);  // too many inputs
 }
 
 }  // namespace

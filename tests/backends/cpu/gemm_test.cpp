@@ -90,6 +90,54 @@ TEST(GemmCpu, BetaZeroIgnoresC) {
   EXPECT_LT(test::max_rel_error(got[0], ref_gemm(a, b, nullptr, false, false, 1, 0)), 1e-5);
 }
 
+// Fused activations (attribute `activation`) applied after alpha * A * B +
+// beta * C, against float64; every C broadcast form, the one-row (sgemv)
+// path and shapes large enough to be split into blocks across threads.
+TEST(GemmCpu, FusedActivationAfterC) {
+  struct A { const char* name; std::vector<float> params; double (*f)(double); };
+  const A acts[] = {
+      {"Relu", {}, [](double v) { return std::max(v, 0.0); }},
+      {"Clip", {-0.5f, 0.75f}, [](double v) { return std::min(std::max(v, -0.5), 0.75); }},
+      {"LeakyRelu", {0.1f}, [](double v) { return v < 0 ? 0.1 * v : v; }},
+      {"Sigmoid", {}, [](double v) { return 1 / (1 + std::exp(-v)); }},
+      {"HardSigmoid", {0.2f, 0.5f}, [](double v) { return std::min(std::max(0.2 * v + 0.5, 0.0), 1.0); }},
+      {"HardSwish", {}, [](double v) { return v * std::min(std::max(v + 3, 0.0), 6.0) / 6; }},
+      {"Tanh", {}, [](double v) { return std::tanh(v); }},
+      {"SiLU", {}, [](double v) { return v / (1 + std::exp(-v)); }},
+  };
+  struct S { int64_t m, k, n; Dims c; int ta, tb; };
+  const S shapes[] = {{5, 7, 3, {3}, 0, 0},       {4, 6, 9, {4, 9}, 1, 0},   {3, 5, 4, {3, 1}, 0, 1},
+                      {6, 4, 5, {}, 1, 1},         {3, 5, 4, {0}, 0, 0},      {1, 33, 17, {17}, 0, 1},
+                      {257, 129, 263, {263}, 0, 1}, {700, 64, 5, {700, 5}, 0, 0}, {3, 300, 900, {1, 900}, 1, 0}};
+  uint32_t seed = 400;
+  for (const S& s : shapes) {
+    const bool has_c = !(s.c.size() == 1 && s.c[0] == 0);
+    Tensor a = test::random_tensor(DataType::kFloat32, s.ta ? Dims{s.k, s.m} : Dims{s.m, s.k}, seed++);
+    Tensor b = test::random_tensor(DataType::kFloat32, s.tb ? Dims{s.n, s.k} : Dims{s.k, s.n}, seed++);
+    Tensor c = test::random_tensor(DataType::kFloat32, has_c ? s.c : Dims{1}, seed++, -2, 2);
+    const double alpha = 0.75, beta = 1.5;
+    auto plain = ref_gemm(a, b, has_c ? &c : nullptr, s.ta, s.tb, alpha, beta).to_double();
+    for (const A& act : acts) {
+      SCOPED_TRACE(std::string(act.name) + " m=" + std::to_string(s.m) + " n=" + std::to_string(s.n) +
+                   " C=" + (has_c ? shape_str(s.c) : "none"));
+      std::vector<float> want;
+      for (double v : plain) want.push_back(float(act.f(v)));
+      std::vector<test::OpInput> ins{test::in(a), test::cin(b)};
+      if (has_c) ins.push_back(test::cin(c));
+      std::string tactic;
+      auto got = test::run_op("Gemm", ins,
+                              {{"transA", attr_i(s.ta)}, {"transB", attr_i(s.tb)}, {"alpha", attr_f(float(alpha))},
+                               {"beta", attr_f(float(beta))}, {"activation", test::attr_s(act.name)},
+                               {"activation_params", test::attr_floats(act.params)}},
+                              1, &tactic);
+      std::string lower = act.name;
+      for (char& ch : lower) ch = char(std::tolower(ch));
+      EXPECT_EQ(tactic, "cpu.gemm.blas+" + lower);
+      EXPECT_LT(test::max_rel_error(got[0], Tensor::from_float(want, {s.m, s.n})), 1e-4);
+    }
+  }
+}
+
 ErrorCode error_of(const std::function<void()>& f) {
   try {
     f();
@@ -106,6 +154,14 @@ TEST(GemmCpu, RejectsBadShapes) {
   EXPECT_EQ(error_of([&] { test::run_op("Gemm", {test::in(a), test::in(b2), test::in(c)}); }), ErrorCode::kBadInput);
   Tensor a3(DataType::kFloat32, {1, 3, 4});
   EXPECT_EQ(error_of([&] { test::run_op("Gemm", {test::in(a3), test::in(b2)}); }), ErrorCode::kBadInput);
+  // Fused activation: a known name with the right number of parameters.
+  EXPECT_EQ(error_of([&] { test::run_op("Gemm", {test::in(a), test::in(b2)}, {{"activation", test::attr_s("Gelu")}}); }),
+            ErrorCode::kUnsupported);
+  EXPECT_EQ(error_of([&] {
+              test::run_op("Gemm", {test::in(a), test::in(b2)},
+                           {{"activation", test::attr_s("Clip")}, {"activation_params", test::attr_floats({0.f})}});
+            }),
+            ErrorCode::kBadInput);
   Tensor ai(DataType::kInt32, {3, 4}), bi(DataType::kInt32, {4, 2});
   EXPECT_EQ(error_of([&] { test::run_op("Gemm", {test::in(ai), test::in(bi)}); }), ErrorCode::kUnsupported);
 }

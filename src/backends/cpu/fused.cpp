@@ -11,9 +11,11 @@
 // not recomputed for every output element; f(broadcast(v)) equals
 // broadcast(f(v)) exactly. Within a stage each input is read in place when
 // it has the stage's layout (full) or one value (scalar); other broadcasts
-// are walked per contiguous row: rows of at least kRowMode elements are
-// blocked along the row (operands are then contiguous or constant there),
-// shorter rows are gathered into per-block buffers.
+// are walked per contiguous row of the collapsed shape: rows of at least
+// kRowMode elements are blocked along the row (every operand is then
+// contiguous or constant in a block); shorter rows go a block of whole rows
+// at a time, row-varying operands read per row (a per-channel scale is one
+// value per row) and copied into a buffer only when rows are tiny.
 #pragma GCC optimize("no-trapping-math", "no-math-errno")
 #include <algorithm>
 #include <cstring>
@@ -162,79 +164,102 @@ Plan make_plan(const std::vector<Step>& steps, const std::vector<const ir::Dims*
   return p;
 }
 
-// An operand for one block: `vec` (n values) or, when null, the constant `sc`.
+// An operand for one block of `rows` rows of `inner` elements: `vec` (all
+// values, contiguous) or the block constant `sc`; or, for a source that
+// varies from row to row, per-row offsets into `base` (a contiguous row when
+// row_vec, else one value per row).
 struct Operand {
   const float* vec = nullptr;
   float sc = 0.f;
+  const float* base = nullptr;
+  const int64_t* roff = nullptr;
+  bool row_vec = false;
+  float row_sc(int64_t i) const { return base[roff[i]]; }
 };
 
 void fill(float* d, int64_t n, float v) { std::fill(d, d + n, v); }
 
-// Runs ops [first, last) over one block of n elements into dst.
-void run_block(const Stage& st, const std::vector<Step>& steps, const Operand* ops, int64_t n, float* buf,
-               float* dst) {
-  if (st.first == st.last) {  // broadcast copy only
-    if (ops[0].vec) std::memcpy(dst, ops[0].vec, size_t(n) * sizeof(float));
-    else fill(dst, n, ops[0].sc);
-    return;
+// Writes an operand's values for the whole block into d.
+void materialize(const Operand& o, int64_t rows, int64_t inner, float* d) {
+  if (o.vec) return (void)std::memcpy(d, o.vec, size_t(rows * inner) * sizeof(float));
+  if (!o.roff) return fill(d, rows * inner, o.sc);
+  for (int64_t i = 0; i < rows; ++i) {
+    if (o.row_vec) std::memcpy(d + i * inner, o.base + o.roff[i], size_t(inner) * sizeof(float));
+    else fill(d + i * inner, inner, o.row_sc(i));
   }
+}
+
+// Runs ops [first, last) over one block into dst; `buf` holds kBlock floats.
+void run_block(const Stage& st, const std::vector<Step>& steps, const Operand* ops, int64_t rows, int64_t inner,
+               float* buf, float* dst) {
+  const int64_t n = rows * inner;
+  if (st.first == st.last) return materialize(ops[0], rows, inner, dst);  // broadcast copy only
   const float* cur = ops[0].vec;
   int j = st.first;
   if (!cur) {
     const Step& s0 = steps[size_t(j)];
     const Operand& o = ops[s0.operand + 1];
-    if (fused::is_binary(s0.op) && o.vec) {
-      // A constant chain value meets a varying operand (the squeeze-excite
-      // Mul): swap the roles instead of splatting the constant first.
+    float* d = j + 1 == st.last ? dst : buf;
+    if (fused::is_binary(s0.op) && o.vec && !ops[0].row_vec) {
+      // A chain value constant per block or per row meets a contiguous
+      // operand (the squeeze-excite Mul): swap the roles rather than
+      // splatting the constant first.
       Step flipped = s0;
       flipped.swap = !s0.swap;
-      float* d = j + 1 == st.last ? dst : buf;
-      fused::apply_binary(flipped, o.vec, nullptr, ops[0].sc, d, n);
+      if (!ops[0].roff) fused::apply_binary(flipped, o.vec, nullptr, ops[0].sc, d, n);
+      else fused::apply_binary_rows(flipped, o.vec, ops[0].base, ops[0].roff, false, rows, inner, d);
       cur = d;
       ++j;
     } else {
-      fill(buf, n, ops[0].sc);
+      materialize(ops[0], rows, inner, buf);
       cur = buf;
     }
   }
   for (; j < st.last; ++j) {
     float* d = j + 1 == st.last ? dst : buf;
     const Step& s = steps[size_t(j)];
-    if (fused::is_binary(s.op)) {
-      const Operand& o = ops[s.operand + 1];
-      fused::apply_binary(s, cur, o.vec, o.sc, d, n);
-    } else {
+    if (!fused::is_binary(s.op)) {
       fused::apply_unary(s, cur, d, n);
+    } else {
+      const Operand& o = ops[s.operand + 1];
+      if (!o.roff) fused::apply_binary(s, cur, o.vec, o.sc, d, n);
+      else fused::apply_binary_rows(s, cur, o.base, o.roff, o.row_vec, rows, inner, d);
     }
     cur = d;
   }
 }
 
-// Walks the collapsed rows of a stage, keeping each used source's offset at
-// the start of the current row; stepping to the next row needs no division.
+// Walks the collapsed rows of a stage, keeping every source's offset at the
+// start of the current row (0 for unused ones); stepping to the next row
+// needs no division. Strides are copied into one flat table so the step is
+// a few adds.
 class RowCursor {
  public:
-  explicit RowCursor(const Stage& st) : st_(st), ix_(st.out.size(), 0), off(st.src.size(), 0) {
-    for (size_t k = 0; k < st.src.size(); ++k)
-      if (st.src[k].kind != Kind::kUnused) used_.push_back(k);
+  explicit RowCursor(const Stage& st) : outer_(st.out), ns_(st.src.size()), off(ns_, 0) {
+    outer_.pop_back();  // the inner axis is walked by the caller
+    ix_.assign(outer_.size(), 0);
+    str_.assign(outer_.size() * ns_, 0);
+    for (size_t d = 0; d < outer_.size(); ++d)
+      for (size_t k = 0; k < ns_; ++k)
+        if (st.src[k].kind != Kind::kUnused) str_[d * ns_ + k] = st.src[k].strides[d];
   }
   void seek(int64_t row) {
     row_ = row;
-    for (size_t k : used_) off[k] = 0;
-    for (int d = int(st_.out.size()) - 2; d >= 0; --d) {
-      ix_[size_t(d)] = row % st_.out[size_t(d)];
-      row /= st_.out[size_t(d)];
-      for (size_t k : used_) off[k] += ix_[size_t(d)] * st_.src[k].strides[size_t(d)];
+    std::fill(off.begin(), off.end(), 0);
+    for (size_t d = outer_.size(); d-- > 0;) {
+      ix_[d] = row % outer_[d];
+      row /= outer_[d];
+      for (size_t k = 0; k < ns_; ++k) off[k] += ix_[d] * str_[d * ns_ + k];
     }
   }
   void next() {
     ++row_;
-    for (int d = int(st_.out.size()) - 2; d >= 0; --d) {
-      const size_t a = size_t(d);
-      for (size_t k : used_) off[k] += st_.src[k].strides[a];
-      if (++ix_[a] < st_.out[a]) return;
-      for (size_t k : used_) off[k] -= ix_[a] * st_.src[k].strides[a];
-      ix_[a] = 0;
+    for (size_t d = outer_.size(); d-- > 0;) {
+      const int64_t* s = &str_[d * ns_];
+      for (size_t k = 0; k < ns_; ++k) off[k] += s[k];
+      if (++ix_[d] < outer_[d]) return;
+      for (size_t k = 0; k < ns_; ++k) off[k] -= ix_[d] * s[k];
+      ix_[d] = 0;
     }
   }
   // Moves to `row`, stepping when it is the next one.
@@ -244,9 +269,9 @@ class RowCursor {
   }
 
  private:
-  const Stage& st_;
-  std::vector<int64_t> ix_;
-  std::vector<size_t> used_;
+  std::vector<int64_t> outer_;
+  size_t ns_;
+  std::vector<int64_t> ix_, str_;
   int64_t row_ = -2;
 
  public:
@@ -262,16 +287,16 @@ template <class F> void for_tasks(int64_t tasks, int64_t size, F&& fn) {
 
 void run_stage(const Stage& st, const std::vector<Step>& steps, const std::vector<const float*>& base, float* dst) {
   const size_t ns = st.src.size();
+  const int64_t rows = st.numel / st.inner;
   if (st.row_mode) {
-    // Blocks never cross a row: every source is contiguous or constant there.
+    // Long rows: blocks never cross a row, so every source is contiguous or
+    // constant within a block.
     const int64_t pieces0 = (st.inner + kBlock - 1) / kBlock;
     const int64_t plen = std::min(kBlock, ((st.inner + pieces0 - 1) / pieces0 + 15) / 16 * 16);
     const int64_t pieces = (st.inner + plen - 1) / plen;
-    const int64_t rows = st.numel / st.inner;
     for_tasks(rows * pieces, plen, [&](int64_t b, int64_t e) {
       alignas(64) float buf[kBlock];
       RowCursor cur(st);
-      const std::vector<int64_t>& off = cur.off;
       std::vector<Operand> ops(ns);
       for (int64_t t = b; t < e; ++t) {
         const int64_t row = t / pieces, c0 = (t % pieces) * plen, n = std::min(plen, st.inner - c0);
@@ -279,51 +304,63 @@ void run_stage(const Stage& st, const std::vector<Step>& steps, const std::vecto
         for (size_t k = 0; k < ns; ++k) {
           const Source& s = st.src[k];
           if (s.kind == Kind::kUnused) continue;
-          if (s.inner_stride) ops[k].vec = base[k] + off[k] + c0;
-          else ops[k].vec = nullptr, ops[k].sc = base[k][off[k]];
+          if (s.inner_stride) ops[k].vec = base[k] + cur.off[k] + c0;
+          else ops[k].vec = nullptr, ops[k].sc = base[k][cur.off[k]];
         }
-        run_block(st, steps, ops.data(), n, buf, dst + row * st.inner + c0);
+        run_block(st, steps, ops.data(), 1, n, buf, dst + row * st.inner + c0);
       }
     });
     return;
   }
-  int ngather = 0;
-  for (const Source& s : st.src) ngather += s.kind == Kind::kGather;
-  const int64_t blocks = (st.numel + kBlock - 1) / kBlock;
-  for_tasks(blocks, kBlock, [&](int64_t b, int64_t e) {
+  // Short rows: blocks of whole rows. Full and scalar sources are read in
+  // place; the others per row (offsets from the cursor), or gathered into a
+  // buffer when rows are too short for per-row loops to pay.
+  const int64_t rpb = std::max<int64_t>(1, kBlock / st.inner);
+  const bool gather = st.inner < 16;
+  std::vector<size_t> varying;
+  for (size_t k = 0; k < ns; ++k)
+    if (st.src[k].kind == Kind::kGather) varying.push_back(k);
+  for_tasks((rows + rpb - 1) / rpb, rpb * st.inner, [&](int64_t b, int64_t e) {
     alignas(64) float buf[kBlock];
-    std::vector<float> gbuf(size_t(ngather) * kBlock);
+    std::vector<int64_t> roff(varying.size() * size_t(rpb));
+    std::vector<float> gbuf(gather ? varying.size() * size_t(kBlock) : 0);
     RowCursor cur(st);
-    const std::vector<int64_t>& off = cur.off;
     std::vector<Operand> ops(ns);
-    std::vector<float*> gdst(ns, nullptr);
-    for (size_t k = 0, g = 0; k < ns; ++k)
-      if (st.src[k].kind == Kind::kGather) gdst[k] = gbuf.data() + (g++) * kBlock;
     for (int64_t blk = b; blk < e; ++blk) {
-      const int64_t p0 = blk * kBlock, n = std::min(kBlock, st.numel - p0);
+      const int64_t r0 = blk * rpb, nr = std::min(rpb, rows - r0);
       for (size_t k = 0; k < ns; ++k) {
         const Source& s = st.src[k];
-        if (s.kind == Kind::kFull) ops[k].vec = base[k] + p0;
+        if (s.kind == Kind::kFull) ops[k].vec = base[k] + r0 * st.inner;
         else if (s.kind == Kind::kScalar) ops[k].vec = nullptr, ops[k].sc = base[k][0];
-        else if (s.kind == Kind::kGather) ops[k].vec = gdst[k];
       }
-      if (ngather) {
-        // Walk the block's rows once, copying or splatting each gathered source.
-        int64_t row = p0 / st.inner, col = p0 % st.inner;
-        for (int64_t pos = 0; pos < n; ++row, col = 0) {
-          cur.go(row);
-          const int64_t m = std::min(st.inner - col, n - pos);
-          for (size_t k = 0; k < ns; ++k) {
-            const Source& s = st.src[k];
-            if (s.kind != Kind::kGather) continue;
-            float* d = gdst[k] + pos;
-            if (s.inner_stride) std::memcpy(d, base[k] + off[k] + col, size_t(m) * sizeof(float));
-            else fill(d, m, base[k][off[k]]);
+      if (!varying.empty()) {
+        if (st.out.size() == 2) {  // [rows, inner]: offsets are row * stride
+          for (size_t v = 0; v < varying.size(); ++v) {
+            const int64_t stride = st.src[varying[v]].strides[0];
+            int64_t* ro = roff.data() + v * size_t(rpb);
+            for (int64_t i = 0; i < nr; ++i) ro[i] = (r0 + i) * stride;
           }
-          pos += m;
+        } else {
+          for (int64_t i = 0; i < nr; ++i) {
+            cur.go(r0 + i);
+            for (size_t v = 0; v < varying.size(); ++v) roff[v * size_t(rpb) + size_t(i)] = cur.off[varying[v]];
+          }
+        }
+        for (size_t v = 0; v < varying.size(); ++v) {
+          Operand& o = ops[varying[v]];
+          o = Operand{};
+          o.base = base[varying[v]];
+          o.roff = roff.data() + v * size_t(rpb);
+          o.row_vec = st.src[varying[v]].inner_stride != 0;
+          if (gather) {
+            float* g = gbuf.data() + v * size_t(kBlock);
+            materialize(o, nr, st.inner, g);
+            o = Operand{};
+            o.vec = g;
+          }
         }
       }
-      run_block(st, steps, ops.data(), n, buf, dst + p0);
+      run_block(st, steps, ops.data(), nr, st.inner, buf, dst + r0 * st.inner);
     }
   });
 }

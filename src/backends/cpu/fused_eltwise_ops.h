@@ -98,22 +98,43 @@ inline void map2(const float* s, const float* vec, float sc, bool swap, float* d
   }
 }
 
-inline void apply_binary(const Step& st, const float* s, const float* vec, float sc, float* d, int64_t n) {
-  const bool sw = st.swap;
-  switch (st.op) {
-    case Op::kAdd: return map2(s, vec, sc, false, d, n, [](float x, float y) { return x + y; });
-    case Op::kMul: return map2(s, vec, sc, false, d, n, [](float x, float y) { return x * y; });
-    case Op::kSub: return map2(s, vec, sc, sw, d, n, [](float x, float y) { return x - y; });
-    case Op::kDiv: return map2(s, vec, sc, sw, d, n, [](float x, float y) { return x / y; });
-    case Op::kMax: return map2(s, vec, sc, sw, d, n, [](float x, float y) { return ew::nan_max(x, y); });
-    case Op::kMin: return map2(s, vec, sc, sw, d, n, [](float x, float y) { return ew::nan_min(x, y); });
-    case Op::kPow:
-      // Exponents of 1 and 2 are exact without powf (the common x^2).
-      if (!vec && !sw && sc == 2.0f) return map1(s, d, n, [](float x) { return x * x; });
-      if (!vec && !sw && sc == 1.0f) return map1(s, d, n, [](float x) { return x; });
-      return map2(s, vec, sc, sw, d, n, [](float x, float y) { return std::pow(x, y); });
+// Calls body(f, commutative) with the scalar function of binary op `op`.
+template <class Body> inline void with_binary(Op op, Body&& body) {
+  switch (op) {
+    case Op::kAdd: return body([](float x, float y) { return x + y; }, true);
+    case Op::kMul: return body([](float x, float y) { return x * y; }, true);
+    case Op::kSub: return body([](float x, float y) { return x - y; }, false);
+    case Op::kDiv: return body([](float x, float y) { return x / y; }, false);
+    case Op::kMax: return body([](float x, float y) { return ew::nan_max(x, y); }, false);
+    case Op::kMin: return body([](float x, float y) { return ew::nan_min(x, y); }, false);
+    case Op::kPow: return body([](float x, float y) { return std::pow(x, y); }, false);
     default: break;
   }
+}
+
+inline void apply_binary(const Step& st, const float* s, const float* vec, float sc, float* d, int64_t n) {
+  if (st.op == Op::kPow && !vec && !st.swap) {
+    // Exponents of 1 and 2 are exact without powf (the common x^2).
+    if (sc == 2.0f) return map1(s, d, n, [](float x) { return x * x; });
+    if (sc == 1.0f) return map1(s, d, n, [](float x) { return x; });
+  }
+  with_binary(st.op, [&](auto f, bool comm) { map2(s, vec, sc, st.swap && !comm, d, n, f); });
+}
+
+// The same over `rows` rows of `inner` elements whose operand varies by row:
+// row r reads base[roff[r]] (one value) or base[roff[r] + i] (row_vec).
+// One dispatch per block, not per row: rows may be a few elements long.
+inline void apply_binary_rows(const Step& st, const float* s, const float* base, const int64_t* roff, bool row_vec,
+                              int64_t rows, int64_t inner, float* d) {
+  with_binary(st.op, [&](auto f, bool comm) {
+    const bool sw = st.swap && !comm;
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* sr = s + r * inner;
+      float* dr = d + r * inner;
+      if (row_vec) map2(sr, base + roff[r], 0.f, sw, dr, inner, f);
+      else map2(sr, nullptr, base[roff[r]], sw, dr, inner, f);
+    }
+  });
 }
 
 }  // namespace kiln::cpu::fused

@@ -114,7 +114,9 @@ thread_local bool t_in_parallel = false;
 
 int num_threads() {
   int n = g_threads.load();
-  return n > 0 ? n : default_threads();
+  if (n > 0) return n;
+  static const int dflt = default_threads();  // hardware_concurrency() reads sysfs each call
+  return dflt;
 }
 
 void set_num_threads(int n) { g_threads.store(n); }

@@ -31,6 +31,8 @@ class FoldBatchNorm : public RewriteRule {
     ir::Node& layer = *x->producer;
     const std::string& op = layer.op_type;
     if (!layer.domain.empty() || (op != "Conv" && op != "ConvTranspose" && op != "Gemm")) return false;
+    // BN must act on the plain layer output: not after a fused activation or residual add.
+    if (layer.has("activation") || layer.in(3)) return false;
     if (sole_consumer(g, x) != &bn || x->dtype != DataType::kFloat32) return false;
     const ir::Tensor* w = constant_of(layer.in(1));
     const ir::Tensor* bias = constant_of(layer.in(2));

@@ -118,6 +118,7 @@ class FoldScaleShift : public RewriteRule {
     ir::Node* conv = y->producer;
     if (!conv || !foldable_conv(*conv) || conv->has("activation") || conv->outputs.size() != 1) return false;
     if (sole_consumer(g, y) != &op) return false;
+    if (scale && conv->in(3)) return false;  // a residual input would need scaling too
     const ir::Tensor& w = *constant_of(conv->in(1));
     const int64_t m = w.dims()[0];
     if (int64_t(vals.size()) != m) return false;
@@ -137,7 +138,7 @@ class FoldScaleShift : public RewriteRule {
       what = "scale folded into weights";
     } else {
       for (int64_t k = 0; k < m; ++k) bias[size_t(k)] += vals[size_t(k)];
-      conv->inputs.resize(3);
+      if (conv->inputs.size() < 3) conv->inputs.resize(3);  // keep a residual input 3
       conv->inputs[2] = g.add_constant(g.unique_name(conv->name + ".bias_shifted"), to_f32(bias, {m}));
       what = "shift folded into bias";
     }
@@ -181,7 +182,7 @@ class FoldScaleShift : public RewriteRule {
         if (int64_t(bias.size()) != m) return false;
       }
       for (int64_t i = 0; i < w.numel(); ++i) bias[size_t(i / (cg * inner))] += wv[size_t(i)] * vals[in_channel(i)];
-      conv->inputs.resize(3);
+      if (conv->inputs.size() < 3) conv->inputs.resize(3);  // keep a residual input 3
       conv->inputs[2] = g.add_constant(g.unique_name(conv->name + ".bias_shifted"), to_f32(bias, {m}));
       what = "input shift folded into bias";
     }

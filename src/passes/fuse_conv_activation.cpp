@@ -6,6 +6,8 @@
 // Besides the single activation ops, the SiLU pattern is fused too:
 //   y = Conv(x); Mul(y, Sigmoid(y)) (either operand order)  =>  Conv[SiLU]
 // when y has exactly those two readers and the Sigmoid output only the Mul.
+// The folding passes (fold_batchnorm, fold_scale_shift, fuse_gemm) leave a
+// layer with a fused activation alone, so later rounds stay correct.
 #include <cfloat>
 
 #include "passes/graph_utils.h"

@@ -15,6 +15,8 @@
 // a cycle; the sole-reader rule already implies it, the check is cheap).
 // When both operands are such Conv outputs, the Conv that comes later in
 // topological order takes the other as Z, so Z is computed before it.
+// The folding passes (fold_batchnorm, fold_scale_shift) know about Z and
+// leave a Conv with a residual alone where folding would have to change Z.
 #include <algorithm>
 #include <set>
 

@@ -53,6 +53,7 @@ class FuseGemm : public RewriteRule {
     ir::Node& mm = *y->producer;
     if (!mm.domain.empty() || (mm.op_type != "MatMul" && mm.op_type != "Gemm")) return false;
     if (mm.outputs.size() != 1 || sole_consumer(g, y) != &add) return false;
+    if (mm.has("activation")) return false;  // the bias would land after the activation
     if (y->dims.size() != 2 || add.outputs[0]->dims != y->dims) return false;
     const int64_t n = y->dims[1];
     std::vector<double> bias;

@@ -1,5 +1,10 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
+
+#include "backends/cpu/kernel.h"
+#include "builder/clone.h"
 #include "passes/pass_test.h"
 
 namespace kiln::test {
@@ -176,6 +181,84 @@ TEST(FuseConvAdd, NegativeCases) {
     ir::Value* y = b.node("Conv", {x, b.random({4, 4, 3, 3}, 1), nullptr, x}, pads1());
     b.output(b.node("Add", {y, x}));
     unchanged(b.finish());
+  }
+}
+
+// Neighbours that fold_batchnorm / fold_scale_shift / fuse_gemm fold into a
+// Conv or Gemm: after the residual (or an activation) is fused, those folds
+// would ignore it, so the fusions leave these graphs alone. Checked through
+// the whole standard pipeline against the unoptimized graph.
+TEST(FuseConvAdd, StandardPipelineKeepsResultsNextToFoldableNeighbours) {
+  auto bn = [](GraphBuilder& b, ir::Value* v, int64_t c, uint32_t seed) {
+    return b.node("BatchNormalization", {v, b.random({c}, seed, 0.5, 1.5), b.random({c}, seed + 1),
+                                         b.random({c}, seed + 2), b.random({c}, seed + 3, 0.5, 1.5)});
+  };
+  auto conv_add = [](GraphBuilder& b, ir::Value* x) {
+    return b.node("Add", {b.node("Conv", {x, b.random({4, 4, 3, 3}, 1), b.random({4}, 2)}, pads1()), x});
+  };
+  std::vector<std::pair<const char*, std::unique_ptr<ir::Graph>>> graphs;
+  {
+    GraphBuilder b;
+    ir::Value* x = b.input({2, 4, 6, 6});
+    b.output(b.node("Add", {conv_add(b, x), b.random({1, 4, 1, 1}, 3)}));
+    graphs.emplace_back("conv + z, then add constant", b.finish());
+  }
+  {
+    GraphBuilder b;
+    ir::Value* x = b.input({2, 4, 6, 6});
+    b.output(b.node("Mul", {conv_add(b, x), b.random({1, 4, 1, 1}, 3)}));
+    graphs.emplace_back("conv + z, then scale", b.finish());
+  }
+  {
+    GraphBuilder b;
+    ir::Value* x = b.input({2, 4, 6, 6});
+    b.output(bn(b, conv_add(b, x), 4, 3));
+    graphs.emplace_back("conv + z, then batchnorm", b.finish());
+  }
+  {
+    GraphBuilder b;
+    ir::Value* x = b.input({2, 4, 6, 6});
+    ir::Value* shifted = b.node("Add", {x, b.random({1, 4, 1, 1}, 3)});
+    ir::Value* y = b.node("Conv", {shifted, b.random({4, 4, 1, 1}, 1), b.random({4}, 2)});
+    b.output(b.node("Add", {y, x}));
+    graphs.emplace_back("shift before conv + z", b.finish());
+  }
+  {
+    GraphBuilder b;
+    ir::Value* x = b.input({2, 4, 6, 6});
+    ir::Value* y = b.node("Conv", {x, b.random({4, 4, 3, 3}, 1), b.random({4}, 2)}, pads1());
+    b.output(bn(b, b.node("Relu", {y}), 4, 3));
+    graphs.emplace_back("conv, relu, batchnorm", b.finish());
+  }
+  {
+    GraphBuilder b;
+    ir::Value* y = b.node("Gemm", {b.input({3, 6}), b.random({6, 4}, 1), b.random({4}, 2)});
+    b.output(bn(b, b.node("Relu", {y}), 4, 3));
+    graphs.emplace_back("gemm, relu, batchnorm", b.finish());
+  }
+  {
+    GraphBuilder b;
+    ir::Value* y = b.node("Gemm", {b.input({3, 6}), b.random({6, 4}, 1), b.random({4}, 2)});
+    b.output(b.node("Add", {b.node("Relu", {y}), b.random({4}, 3)}));
+    graphs.emplace_back("gemm, relu, add constant", b.finish());
+  }
+  cpu::ConstantEvaluator eval;
+  for (auto& [what, before] : graphs) {
+    SCOPED_TRACE(what);
+    auto after = clone_graph(*before);
+    passes::PassManager::standard().run(*after, &eval);
+    auto inputs = random_inputs(*before, 11);
+    auto want = run_graph(*before, inputs), got = run_graph(*after, inputs);
+    for (auto& [name, w] : want) {
+      auto wv = ir::Tensor::from_host(w).to_double(), gv = ir::Tensor::from_host(got.at(name)).to_double();
+      ASSERT_EQ(wv.size(), gv.size());
+      double scale = 1e-30, err = 0;
+      for (size_t i = 0; i < wv.size(); ++i) {
+        scale = std::max(scale, std::fabs(wv[i]));
+        err = std::max(err, std::fabs(wv[i] - gv[i]));
+      }
+      EXPECT_LE(err, 1e-5 * scale) << name;
+    }
   }
 }
 

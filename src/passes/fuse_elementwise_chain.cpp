@@ -12,23 +12,13 @@
 #include <limits>
 #include <set>
 
+#include "ir/fused_elementwise.h"
 #include "passes/graph_utils.h"
 #include "passes/pass.h"
 
 namespace kiln::passes {
 
 namespace {
-
-const std::set<std::string>& unary_ops() {
-  static const std::set<std::string> s = {"Relu", "LeakyRelu", "Sigmoid", "HardSigmoid", "HardSwish",
-                                          "Tanh", "Exp",       "Neg",     "Abs",         "Sqrt",
-                                          "Clip", "Erf",       "Elu",     "Softplus"};
-  return s;
-}
-const std::set<std::string>& binary_ops() {
-  static const std::set<std::string> s = {"Add", "Sub", "Mul", "Div", "Max", "Min", "Pow"};
-  return s;
-}
 
 bool is_f32(const ir::Value* v) { return v && v->has_shape && v->dtype == DataType::kFloat32; }
 
@@ -56,7 +46,7 @@ bool link_of(const ir::Node& n, size_t slot, bool head, Link* link) {
   const std::string& op = n.op_type;
   Link l;
   l.op = op;
-  if (unary_ops().count(op)) {
+  if (ir::fusable_unary(op)) {
     if (slot != 0 || !is_f32(n.in(0))) return false;
     if (op == "LeakyRelu") l.alpha = n.f("alpha", 0.01f);
     if (op == "HardSigmoid") l.alpha = n.f("alpha", 0.2f), l.beta = n.f("beta", 0.5f);
@@ -73,7 +63,7 @@ bool link_of(const ir::Node& n, size_t slot, bool head, Link* link) {
     *link = l;
     return true;
   }
-  if (!binary_ops().count(op) || n.inputs.size() != 2 || slot > 1) return false;
+  if (!ir::fusable_binary(op) || n.inputs.size() != 2 || slot > 1) return false;
   ir::Value* chain = n.inputs[slot];
   ir::Value* other = n.inputs[1 - slot];
   if (!is_f32(chain) || !is_f32(other) || (chain == other && !head)) return false;  // no operand to name

@@ -52,23 +52,32 @@ std::vector<ir::Tensor> run_op(const std::string& op_type, const std::vector<OpI
   return results;
 }
 
-ir::Tensor random_tensor(DataType dtype, ir::Dims dims, uint32_t seed, double lo, double hi) {
+ir::Tensor tensor_of(DataType dtype, ir::Dims dims, const std::vector<double>& values) {
   ir::Tensor t(dtype, std::move(dims));
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<double> dist(lo, hi);
   for (int64_t i = 0; i < t.numel(); ++i) {
-    double x = dist(rng);
+    double x = values[size_t(i)];
     switch (dtype) {
       case DataType::kFloat32: t.data<float>()[i] = float(x); break;
       case DataType::kFloat16: t.data<uint16_t>()[i] = float_to_half(float(x)); break;
       case DataType::kInt8: t.data<int8_t>()[i] = int8_t(x); break;
-      case DataType::kUInt8: t.data<uint8_t>()[i] = uint8_t(x); break;
+      case DataType::kUInt8:
+      case DataType::kBool: t.data<uint8_t>()[i] = uint8_t(x); break;
       case DataType::kInt32: t.data<int32_t>()[i] = int32_t(x); break;
       case DataType::kInt64: t.data<int64_t>()[i] = int64_t(x); break;
-      case DataType::kBool: t.data<uint8_t>()[i] = x > 0.5 * (lo + hi); break;
     }
   }
   return t;
+}
+
+ir::Tensor random_tensor(DataType dtype, ir::Dims dims, uint32_t seed, double lo, double hi) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<double> dist(lo, hi);
+  std::vector<double> v(size_t(ir::numel_of(dims)));
+  for (double& x : v) {
+    x = dist(rng);
+    if (dtype == DataType::kBool) x = x > 0.5 * (lo + hi);
+  }
+  return tensor_of(dtype, std::move(dims), v);
 }
 
 double max_rel_error(const ir::Tensor& a, const ir::Tensor& b) {

@@ -32,6 +32,9 @@ std::vector<ir::Tensor> run_op(const std::string& op_type, const std::vector<OpI
                                const std::map<std::string, ir::Attribute>& attrs = {}, int num_outputs = 1,
                                std::string* tactic = nullptr);
 
+// A tensor holding `values` (row-major) converted to `dtype`.
+ir::Tensor tensor_of(DataType dtype, ir::Dims dims, const std::vector<double>& values);
+
 // Uniform random values in [lo, hi) (ints are truncated), deterministic in `seed`.
 ir::Tensor random_tensor(DataType dtype, ir::Dims dims, uint32_t seed, double lo = -1.0, double hi = 1.0);
 

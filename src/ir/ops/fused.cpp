@@ -13,23 +13,13 @@
 // The output has the numpy broadcast of all input dims; fp32 only.
 #include <set>
 
+#include "ir/fused_elementwise.h"
 #include "ir/op_registry.h"
 #include "kiln/error.h"
 
 namespace kiln::ir {
 
 namespace {
-
-const std::set<std::string>& unary_ops() {
-  static const std::set<std::string> s = {"Relu", "LeakyRelu", "Sigmoid", "HardSigmoid", "HardSwish",
-                                          "Tanh", "Exp",       "Neg",     "Abs",         "Sqrt",
-                                          "Clip", "Erf",       "Elu",     "Softplus"};
-  return s;
-}
-const std::set<std::string>& binary_ops() {
-  static const std::set<std::string> s = {"Add", "Sub", "Mul", "Div", "Max", "Min", "Pow"};
-  return s;
-}
 
 const Attribute& list_attr(const Node& n, const char* name, Attribute::Kind kind, const char* what) {
   auto it = n.attrs.find(name);
@@ -72,8 +62,8 @@ void infer_fused_elementwise(Node& n) {
   const int64_t num_inputs = int64_t(n.inputs.size());
   for (size_t j = 0; j < ops.size(); ++j) {
     const std::string at = " (op " + std::to_string(j) + " '" + ops[j] + "')";
-    const bool unary = unary_ops().count(ops[j]) != 0;
-    if (!unary && !binary_ops().count(ops[j]))
+    const bool unary = fusable_unary(ops[j]);
+    if (!unary && !fusable_binary(ops[j]))
       throw_bad_input(n.label() + ": op " + std::to_string(j) + " '" + ops[j] +
                       "' cannot be fused; supported are Relu, LeakyRelu, Sigmoid, HardSigmoid, HardSwish, Tanh, "
                       "Exp, Neg, Abs, Sqrt, Clip, Erf, Elu, Softplus, Add, Sub, Mul, Div, Max, Min, Pow");
@@ -94,5 +84,17 @@ void infer_fused_elementwise(Node& n) {
 }  // namespace
 
 void register_fused_ops(OpRegistry& r) { r.add({"kiln", "FusedElementwise", infer_fused_elementwise}); }
+
+bool fusable_unary(const std::string& op) {
+  static const std::set<std::string> s = {"Relu", "LeakyRelu", "Sigmoid", "HardSigmoid", "HardSwish",
+                                          "Tanh", "Exp",       "Neg",     "Abs",         "Sqrt",
+                                          "Clip", "Erf",       "Elu",     "Softplus"};
+  return s.count(op) != 0;
+}
+
+bool fusable_binary(const std::string& op) {
+  static const std::set<std::string> s = {"Add", "Sub", "Mul", "Div", "Max", "Min", "Pow"};
+  return s.count(op) != 0;
+}
 
 }  // namespace kiln::ir

@@ -18,21 +18,8 @@ namespace {
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
-Tensor make(DataType dt, Dims dims, const std::vector<double>& v) {
-  Tensor t(dt, std::move(dims));
-  for (int64_t i = 0; i < t.numel(); ++i) {
-    double x = v[size_t(i)];
-    switch (dt) {
-      case DataType::kFloat32: t.data<float>()[i] = float(x); break;
-      case DataType::kFloat16: t.data<uint16_t>()[i] = float_to_half(float(x)); break;
-      case DataType::kInt8: t.data<int8_t>()[i] = int8_t(x); break;
-      case DataType::kUInt8:
-      case DataType::kBool: t.data<uint8_t>()[i] = uint8_t(x); break;
-      case DataType::kInt32: t.data<int32_t>()[i] = int32_t(x); break;
-      case DataType::kInt64: t.data<int64_t>()[i] = int64_t(x); break;
-    }
-  }
-  return t;
+Tensor make(DataType dt, ir::Dims dims, const std::vector<double>& v) {
+  return test::tensor_of(dt, std::move(dims), v);
 }
 
 Dims bcast(const Dims& a, const Dims& b) {

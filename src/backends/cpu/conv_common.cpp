@@ -231,4 +231,19 @@ std::unique_ptr<Kernel> with_fp16_adapter(const ir::Node& n, const KernelFactory
   return std::make_unique<Fp16Kernel>(make(twin), std::move(in16), std::move(out16));
 }
 
+void read_window3(const ir::Node& n, size_t r, int64_t k[3], int64_t s[3], int64_t d[3], int64_t pb[3],
+                  int64_t pe[3]) {
+  auto kk = n.ints("kernel_shape"), ss = n.ints("strides"), dd = n.ints("dilations"), pp = n.ints("pads");
+  if (r > 3 || kk.size() != r || ss.size() != r || dd.size() != r || pp.size() != 2 * r)
+    throw_internal(n.label() + ": window attributes were not resolved by shape inference");
+  const size_t off = 3 - r;
+  for (size_t i = 0; i < r; ++i) {
+    k[off + i] = kk[i];
+    s[off + i] = ss[i];
+    d[off + i] = dd[i];
+    pb[off + i] = pp[i];
+    if (pe) pe[off + i] = pp[i + r];
+  }
+}
+
 }  // namespace kiln::cpu

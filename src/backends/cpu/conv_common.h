@@ -49,6 +49,13 @@ std::shared_ptr<const ir::Tensor> constant_f32(const ir::Node& n, size_t k);
 std::unique_ptr<Kernel> with_fp16_adapter(const ir::Node& n, const KernelFactory& make);
 
 // ConvTranspose and ConvInteger live in their own files; register_conv_kernels calls these.
+// Copies the window attributes that shape inference made explicit
+// (kernel_shape, strides, dilations, pads) for `r` spatial axes into
+// right-aligned 3-D arrays, so a 2-D window has depth 1; `pe` (pad ends) may
+// be null. Throws kInternal if inference left them unresolved.
+void read_window3(const ir::Node& n, size_t r, int64_t k[3], int64_t s[3], int64_t d[3], int64_t pb[3],
+                  int64_t pe[3] = nullptr);
+
 void register_conv_transpose_kernel(KernelRegistry& r);
 void register_conv_integer_kernel(KernelRegistry& r);
 

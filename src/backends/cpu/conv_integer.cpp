@@ -20,16 +20,7 @@ class ConvIntegerKernel : public Kernel {
     size_t r = xd.size() - 2;
     if (r > 3)
       throw_unsupported(n.label() + ": ConvInteger with " + std::to_string(r) + " spatial axes is not supported (1-3)");
-    auto k = n.ints("kernel_shape"), s = n.ints("strides"), d = n.ints("dilations"), p = n.ints("pads");
-    if (k.size() != r || s.size() != r || d.size() != r || p.size() != 2 * r)
-      throw_internal(n.label() + ": window attributes were not resolved by shape inference");
-    size_t off = 3 - r;
-    for (size_t i = 0; i < r; ++i) {
-      k_[off + i] = k[i];
-      s_[off + i] = s[i];
-      d_[off + i] = d[i];
-      pb_[off + i] = p[i];
-    }
+    read_window3(n, r, k_, s_, d_, pb_);
     group_ = n.i("group", 1);
   }
   std::string tactic() const override { return "cpu.convinteger.direct"; }

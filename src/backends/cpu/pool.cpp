@@ -51,17 +51,7 @@ class WindowPool : public Kernel {
     if (r > 3) throw_unsupported(n.label() + ": pooling over " + std::to_string(r) + " spatial axes is not supported (1-3)");
     if (kind == PoolKind::kMax) require_dtype(n, "input", dtype_, {DataType::kFloat32, DataType::kUInt8, DataType::kInt8});
     else require_dtype(n, "input", dtype_, {DataType::kFloat32});
-    auto k = n.ints("kernel_shape"), s = n.ints("strides"), d = n.ints("dilations"), p = n.ints("pads");
-    if (k.size() != r || s.size() != r || d.size() != r || p.size() != 2 * r)
-      throw_internal(n.label() + ": window attributes were not resolved by shape inference");
-    size_t off = 3 - r;
-    for (size_t i = 0; i < r; ++i) {
-      k_[off + i] = k[i];
-      s_[off + i] = s[i];
-      d_[off + i] = d[i];
-      pb_[off + i] = p[i];
-      pe_[off + i] = p[i + r];
-    }
+    read_window3(n, r, k_, s_, d_, pb_, pe_);
     include_pad_ = n.i("count_include_pad", 0) != 0;
     col_major_ = n.i("storage_order", 0) != 0;
     p_ = n.i("p", 2);

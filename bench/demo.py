@@ -1,5 +1,7 @@
 """The main demo: build an SSD engine with and without kiln's graph passes,
 run both on the CPU next to onnxruntime, and print the before/after table.
+Then turn SSDlite320 into a whole detector (bench/export_detector.py: decode +
+EfficientNMS_TRT), build it, and run `kiln detect` on data/images/astronaut.png.
 
     .venv/bin/python bench/demo.py [--model ssdlite320_mnv3_bn] [--iters 30]
 """
@@ -19,6 +21,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "models"))
 import fill_weights  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "bench"))
+import export_detector  # noqa: E402
+
 KILN = os.environ.get("KILN_BIN", str(ROOT / "build" / "kiln"))
 
 
@@ -30,6 +35,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="ssdlite320_mnv3_bn", help="graph under tests/models/graphs")
     ap.add_argument("--iters", type=int, default=30)
+    ap.add_argument("--detect-out", default=str(ROOT / "build" / "demo-detect"),
+                    help="where `kiln detect` writes the photo's JSON and PNG")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as wd:
         wd = Path(wd)
@@ -67,6 +74,21 @@ def main():
     for label, layers, launches, ms, err, _ in rows:
         print(f"{label:22} {layers:7d} {launches:9d} {ms:10.2f} {ort_ms / ms:14.2f}x {err:12.1e}")
     print(f"{'onnxruntime (opt=all)':22} {'':7} {'':9} {ort_ms:10.2f} {1.0:14.2f}x")
+    detect_demo(Path(a.detect_out))
+
+
+def detect_demo(out):
+    """SSDlite320 (filled weights, so the boxes are not meaningful) as one engine, on a photo."""
+    photo = ROOT / "data" / "images" / "astronaut.png"
+    out.mkdir(parents=True, exist_ok=True)
+    model, plan = out / "ssdlite320_detector.onnx", out / "ssdlite320_detector.plan"
+    export_detector.export(ROOT / "tests/models/graphs/ssdlite320_mnv3.onnx", model, score_threshold=0.03)
+    kiln("build", model, "-o", plan)
+    Path(str(plan) + ".json").write_text(json.dumps(export_detector.SSDLITE_PREPROCESS))
+    print("\nSSDlite320 + decode + EfficientNMS_TRT as one engine (random weights):")
+    print(kiln("detect", plan, photo, "--out", out, "--threshold", 0.04).strip())
+    stem = photo.stem
+    print(f"detections: {out / (stem + '.json')}\nboxes drawn: {out / (stem + '.png')}")
 
 
 if __name__ == "__main__":

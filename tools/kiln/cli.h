@@ -24,6 +24,7 @@ Command add_build_command(CLI::App& root);
 Command add_run_command(CLI::App& root);
 Command add_inspect_command(CLI::App& root);
 Command add_bench_command(CLI::App& root);
+Command add_detect_command(CLI::App& root);
 
 // Inputs from `--input NAME=FILE.npy` specs; the rest random from `seed` when
 // `random` (floats in [-1, 1), ints in [0, 10)), else a usage error.

@@ -55,7 +55,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", std::string("kiln ") + version());
   app.require_subcommand(1);
   std::vector<Command> commands = {add_build_command(app), add_run_command(app), add_inspect_command(app),
-                                  add_bench_command(app)};
+                                  add_bench_command(app), add_detect_command(app)};
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

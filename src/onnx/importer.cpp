@@ -339,6 +339,8 @@ void emit_node(Ctx& c, Scope& s, const onnx::NodeProto& np) {
     // nobody reads. Split keeps all, its output count is its meaning.
     if (target != "Split")
       while (!outs.empty() && !outs.back()) outs.pop_back();
+    // Every ONNX op yields at least one output; kernels rely on it.
+    if (outs.empty()) throw_bad_input(label + ": the node names no outputs; give it at least one output name");
     for (size_t k = 0; k < outs.size(); ++k)
       if (!outs[k]) outs[k] = c.temp(name + "_unused" + std::to_string(k));
     const size_t first_new = c.g.nodes().size();

@@ -209,7 +209,7 @@ FieldCollection checked_fields(const ir::Node& n, const PluginCreator& cr) {
   const std::string who = "plugin " + describe(cr.type(), cr.version(), cr.plugin_namespace());
   FieldCollection fields;
   for (auto& [key, a] : n.attrs) {
-    auto d = std::find_if(decls.begin(), decls.end(), [&](const FieldDecl& x) { return x.name == key; });
+    auto d = std::find_if(decls.begin(), decls.end(), [&k = key](const FieldDecl& x) { return x.name == k; });
     if (d == decls.end())
       throw_bad_input(n.label() + ": attribute '" + key + "' is not a field of " + who + "; its fields are " +
                       decls_text(decls));

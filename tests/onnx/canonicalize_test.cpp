@@ -55,7 +55,8 @@ TEST(OnnxImporter, OldOpsetAttributesBecomeInputs) {
   sm.input("x", onnx::TensorProto::FLOAT, {6});
   sm.node("Split", {"x"}, {"a", "b", "c"}, "sp");
   for (auto o : {"a", "b", "c"}) sm.output(o);
-  ir::Node* s = find_node(*sm.import(), "Split");
+  auto sg = sm.import();  // the graph must outlive the node pointer
+  ir::Node* s = find_node(*sg, "Split");
   ASSERT_TRUE(s);
   EXPECT_EQ(s->i("num_outputs", 0), 3);
 }

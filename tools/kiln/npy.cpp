@@ -189,6 +189,15 @@ HostTensor parse(const std::vector<uint8_t>& bytes, const std::string& origin) {
   const size_t available = bytes.size() - pos;
   bool empty = false;
   for (int64_t d : t.shape) empty = empty || d == 0;
+  // An empty array's other dimensions must still multiply without overflow
+  // (numpy refuses such shapes too): every later numel() relies on it.
+  uint64_t nonzero = 1;
+  for (int64_t d : t.shape) {
+    if (d == 0) continue;
+    if (nonzero > uint64_t(std::numeric_limits<int64_t>::max()) / esize / uint64_t(d))
+      bad(origin, "shape " + shape_str(t.shape) + " has too many elements");
+    nonzero *= uint64_t(d);
+  }
   uint64_t numel = empty ? 0 : 1;
   if (!empty)
     for (int64_t d : t.shape) {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -79,6 +80,13 @@ inline Window resolve(Node& n, const Dims& in, const Dims& kernel) {
 // in the end padding (the PyTorch/onnxruntime rule the ONNX tests follow).
 inline int64_t out_extent(const Node& n, int64_t in, int64_t k, int64_t s, int64_t d, int64_t pb, int64_t pe,
                           bool ceil_mode) {
+  // Window attributes come from files: bound them so the arithmetic below cannot overflow.
+  constexpr int64_t kLimit = int64_t(1) << 31;
+  if (k < 1 || k > kLimit || s < 1 || s > kLimit || d < 1 || d > kLimit || std::abs(pb) > kLimit ||
+      std::abs(pe) > kLimit || in > (int64_t(1) << 40))
+    throw_bad_input(n.label() + ": window attributes out of range (kernel " + std::to_string(k) + ", stride " +
+                    std::to_string(s) + ", dilation " + std::to_string(d) + ", pads " + std::to_string(pb) + "/" +
+                    std::to_string(pe) + ")");
   int64_t span = in + pb + pe - ((k - 1) * d + 1);
   if (span < 0)
     throw_bad_input(n.label() + ": the window (kernel " + std::to_string(k) + ", dilation " + std::to_string(d) +

@@ -33,9 +33,10 @@ Dims reshape_output_dims(const Node& n, const Dims& in, const std::vector<int64_
     }
     if (s == 0) has_zero = true;
     out[i] = s;
-    known = has_zero ? 0 : known * s;
-    if (!has_zero && known > (int64_t(1) << 62))
+    // Checked before multiplying: a hostile shape must not overflow int64.
+    if (!has_zero && s > 0 && known > (int64_t(1) << 62) / s)
       throw_bad_input(n.label() + ": shape " + shape_str(shape) + " has too many elements");
+    known = has_zero ? 0 : known * s;
   }
   const int64_t total = numel_of(in);
   if (infer_at >= 0) {

@@ -46,19 +46,6 @@ std::unique_ptr<Kernel> make_dropout(const ir::Node& n) {
   });
 }
 
-class StridedKernel : public Kernel {
- public:
-  StridedKernel(std::string prefix, StridedCopy copy) : copy_(std::move(copy)), tactic_(prefix + copy_.kind()) {}
-  void run(const std::vector<const ir::Tensor*>& in, const std::vector<ir::Tensor*>& out) override {
-    copy_.run(out[0]->raw(), in[0]->raw());
-  }
-  std::string tactic() const override { return tactic_; }
-
- private:
-  StridedCopy copy_;
-  std::string tactic_;
-};
-
 std::unique_ptr<Kernel> make_transpose(const ir::Node& n) {
   const ir::Value& x = input_value(n, 0);
   const size_t r = x.dims.size();
@@ -74,7 +61,7 @@ std::unique_ptr<Kernel> make_transpose(const ir::Node& n) {
     sstr[i] = in_str[size_t(p)];
     out_dims[i] = x.dims[size_t(p)];
   }
-  return std::make_unique<StridedKernel>("transpose_", StridedCopy(out_dims, sstr, 0, dtype_size(x.dtype)));
+  return std::make_unique<StridedCopyKernel>("transpose_", StridedCopy(out_dims, sstr, 0, dtype_size(x.dtype)));
 }
 
 std::unique_ptr<Kernel> make_expand(const ir::Node& n) {
@@ -87,7 +74,7 @@ std::unique_ptr<Kernel> make_expand(const ir::Node& n) {
     const size_t k = i - (ro - ri);
     sstr[i] = x.dims[k] == 1 ? 0 : in_str[k];
   }
-  return std::make_unique<StridedKernel>("expand_", StridedCopy(od, sstr, 0, dtype_size(x.dtype)));
+  return std::make_unique<StridedCopyKernel>("expand_", StridedCopy(od, sstr, 0, dtype_size(x.dtype)));
 }
 
 std::unique_ptr<Kernel> make_shape(const ir::Node& n) {

@@ -111,19 +111,6 @@ std::unique_ptr<Kernel> make_split(const ir::Node& n) {
   });
 }
 
-class CopyKernel : public Kernel {
- public:
-  CopyKernel(const std::string& prefix, StridedCopy c) : copy_(std::move(c)), tactic_(prefix + copy_.kind()) {}
-  void run(const std::vector<const ir::Tensor*>& in, const std::vector<ir::Tensor*>& out) override {
-    copy_.run(out[0]->raw(), in[0]->raw());
-  }
-  std::string tactic() const override { return tactic_; }
-
- private:
-  StridedCopy copy_;
-  std::string tactic_;
-};
-
 std::unique_ptr<Kernel> make_slice(const ir::Node& n) {
   const ir::Value& x = value_of(n, 0);
   ir::SliceParams p = ir::slice_params(n);
@@ -133,7 +120,7 @@ std::unique_ptr<Kernel> make_slice(const ir::Node& n) {
     sstr[d] = str[d] * p.step[d];
     offset += p.start[d] * str[d];
   }
-  return std::make_unique<CopyKernel>("slice_", StridedCopy(p.out, sstr, offset, dtype_size(x.dtype)));
+  return std::make_unique<StridedCopyKernel>("slice_", StridedCopy(p.out, sstr, offset, dtype_size(x.dtype)));
 }
 
 // Tile as a strided copy: output axis d is viewed as (repeat, d) with the
@@ -148,7 +135,7 @@ std::unique_ptr<Kernel> make_tile(const ir::Node& n) {
     dims.insert(dims.end(), {reps, x.dims[d]});
     sstr.insert(sstr.end(), {0, str[d]});
   }
-  return std::make_unique<CopyKernel>("tile_", StridedCopy(dims, sstr, 0, dtype_size(x.dtype)));
+  return std::make_unique<StridedCopyKernel>("tile_", StridedCopy(dims, sstr, 0, dtype_size(x.dtype)));
 }
 
 // DepthToSpace / SpaceToDepth are a reshape, a 6-D transpose and a reshape:
@@ -172,7 +159,7 @@ std::unique_ptr<Kernel> make_depth_space(const ir::Node& n) {
     sstr = {sN, W, 1, H * W, b * W, b};
   }
   std::string prefix = n.op_type == "DepthToSpace" ? "depth_to_space_" : "space_to_depth_";
-  return std::make_unique<CopyKernel>(prefix, StridedCopy(dims, sstr, 0, dtype_size(x.dtype)));
+  return std::make_unique<StridedCopyKernel>(prefix, StridedCopy(dims, sstr, 0, dtype_size(x.dtype)));
 }
 
 // Checks an index against an axis of `dim` elements; negative counts from the end.

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "backends/cpu/kernel.h"
 #include "ir/tensor.h"
 #include "kiln/types.h"
 
@@ -116,6 +117,22 @@ template <typename F> bool with_numeric_type(DataType t, F&& f) {
   }
   return false;
 }
+
+// A kernel that is one StridedCopy from input 0 to output 0 (Transpose,
+// Expand, Slice, Tile, DepthToSpace...); tactic = prefix + the copy's kind.
+class StridedCopyKernel : public Kernel {
+ public:
+  StridedCopyKernel(const std::string& prefix, StridedCopy copy)
+      : copy_(std::move(copy)), tactic_(prefix + copy_.kind()) {}
+  void run(const std::vector<const ir::Tensor*>& in, const std::vector<ir::Tensor*>& out) override {
+    copy_.run(out[0]->raw(), in[0]->raw());
+  }
+  std::string tactic() const override { return tactic_; }
+
+ private:
+  StridedCopy copy_;
+  std::string tactic_;
+};
 
 // Reads index `k` of an int32/int64 tensor as int64.
 inline int64_t index_at(const ir::Tensor& t, int64_t k) {

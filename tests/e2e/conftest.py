@@ -25,6 +25,17 @@ def kiln(*args, check=True, timeout=900):
     return r
 
 
+def one_line_error(r, code, *needles):
+    """Asserts `r` failed with exit `code` and one stderr line naming every needle."""
+    assert r.returncode == code, (r.returncode, r.stdout, r.stderr)
+    lines = [l for l in r.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1, r.stderr
+    assert lines[0].startswith("kiln: error:"), lines[0]
+    for n in needles:
+        assert n in lines[0], (n, lines[0])
+    return lines[0]
+
+
 def model_path(name, seed=0):
     """A torchvision graph from tests/models/graphs with weights filled from `seed` (cached)."""
     src = GRAPHS / f"{name}.onnx"

@@ -8,17 +8,7 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper
 
-from conftest import SEED_MODEL, kiln, rel_error, run_kiln_model
-
-
-def one_line_error(r, code, *needles):
-    assert r.returncode == code, (r.returncode, r.stdout, r.stderr)
-    lines = [l for l in r.stderr.splitlines() if l.strip()]
-    assert len(lines) == 1, r.stderr
-    assert lines[0].startswith("kiln: error:"), lines[0]
-    for n in needles:
-        assert n in lines[0], (n, lines[0])
-    return lines[0]
+from conftest import SEED_MODEL, kiln, one_line_error, rel_error, run_kiln_model
 
 
 def save(model, path):

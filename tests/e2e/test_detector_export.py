@@ -15,7 +15,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
-from conftest import ROOT, kiln, model_path
+from conftest import ROOT, kiln, model_path, one_line_error
 
 sys.path.insert(0, str(ROOT / "bench"))
 import export_detector  # noqa: E402
@@ -185,12 +185,6 @@ def test_detect_threshold_filters(detector):
     kiln("detect", detector["plan"], PHOTO, "--out", out, "--threshold", cut)
     dets = json.loads((out / "astronaut.json").read_text())
     assert [d["category_id"] for d in dets] == [c for _, _, c in ref[:10]]
-
-
-def one_line_error(r, code, needle):
-    assert r.returncode == code, (r.returncode, r.stderr)
-    lines = [l for l in r.stderr.splitlines() if l.strip()]
-    assert len(lines) == 1 and lines[0].startswith("kiln: error:") and needle in lines[0], r.stderr
 
 
 def test_missing_or_bad_image_writes_nothing(detector, tmp_path):

@@ -11,20 +11,10 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from conftest import KILN, kiln
+from conftest import KILN, kiln, one_line_error
 
 PLUGIN = Path(os.environ.get(
     "KILN_EXAMPLE_PLUGIN", Path(KILN).resolve().parent / "examples" / "identity_plugin" / "libkiln_example_plugin.so"))
-
-
-def one_line_error(r, code, *needles):
-    assert r.returncode == code, (r.returncode, r.stdout, r.stderr)
-    lines = [l for l in r.stderr.splitlines() if l.strip()]
-    assert len(lines) == 1, r.stderr
-    assert lines[0].startswith("kiln: error:"), lines[0]
-    for n in needles:
-        assert n in lines[0], (n, lines[0])
-    return lines[0]
 
 
 def identity_model(path, note=None, dtype=TensorProto.FLOAT):

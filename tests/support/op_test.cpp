@@ -6,6 +6,7 @@
 
 #include "backends/cpu/kernel.h"
 #include "ir/op_registry.h"
+#include "kiln/error.h"
 
 namespace kiln::test {
 
@@ -78,6 +79,30 @@ ir::Tensor random_tensor(DataType dtype, ir::Dims dims, uint32_t seed, double lo
     if (dtype == DataType::kBool) x = x > 0.5 * (lo + hi);
   }
   return tensor_of(dtype, std::move(dims), v);
+}
+
+std::vector<int64_t> unravel(int64_t flat, const ir::Dims& dims) {
+  std::vector<int64_t> idx(dims.size());
+  for (size_t i = dims.size(); i-- > 0;) {
+    idx[i] = flat % dims[i];
+    flat /= dims[i];
+  }
+  return idx;
+}
+
+int64_t ravel(const std::vector<int64_t>& idx, const ir::Dims& dims) {
+  int64_t f = 0;
+  for (size_t i = 0; i < dims.size(); ++i) f = f * dims[i] + idx[i];
+  return f;
+}
+
+ErrorCode code_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.code();
+  }
+  return ErrorCode::kInternal;
 }
 
 double max_rel_error(const ir::Tensor& a, const ir::Tensor& b) {

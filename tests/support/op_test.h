@@ -3,12 +3,14 @@
 // (float64 loops in the test, or data from the ONNX conformance suite).
 #pragma once
 
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "ir/graph.h"
+#include "kiln/error.h"
 
 namespace kiln::test {
 
@@ -37,6 +39,13 @@ ir::Tensor tensor_of(DataType dtype, ir::Dims dims, const std::vector<double>& v
 
 // Uniform random values in [lo, hi) (ints are truncated), deterministic in `seed`.
 ir::Tensor random_tensor(DataType dtype, ir::Dims dims, uint32_t seed, double lo = -1.0, double hi = 1.0);
+
+// Row-major multi-index <-> flat index, independent of the kernels' stride code.
+std::vector<int64_t> unravel(int64_t flat, const ir::Dims& dims);
+int64_t ravel(const std::vector<int64_t>& idx, const ir::Dims& dims);
+
+// The code of the kiln::Error `f` throws; kInternal if it throws none.
+ErrorCode code_of(const std::function<void()>& f);
 
 // max |a-b| / max(1, |b|) over all elements; +inf if shapes or dtypes differ.
 double max_rel_error(const ir::Tensor& a, const ir::Tensor& b);

@@ -163,14 +163,6 @@ void check_scales(const Tensor& x, const std::vector<double>& scales, const Opts
   if (!want_tactic.empty()) EXPECT_EQ(tactic, want_tactic);
 }
 
-ErrorCode code_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.code();
-  }
-  return ErrorCode::kInternal;
-}
 
 const char* kCoordModes[] = {"half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric", "half_pixel_symmetric"};
 

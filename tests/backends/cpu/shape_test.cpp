@@ -19,29 +19,7 @@ namespace {
 
 Tensor ints(std::vector<int64_t> v) { return Tensor::from_int64(v, {int64_t(v.size())}); }
 
-// Row-major multi-index helpers, kept independent of the kernels' stride code.
-std::vector<int64_t> unravel(int64_t flat, const Dims& d) {
-  std::vector<int64_t> idx(d.size());
-  for (size_t i = d.size(); i-- > 0;) {
-    idx[i] = flat % d[i];
-    flat /= d[i];
-  }
-  return idx;
-}
-int64_t ravel(const std::vector<int64_t>& idx, const Dims& d) {
-  int64_t f = 0;
-  for (size_t i = 0; i < d.size(); ++i) f = f * d[i] + idx[i];
-  return f;
-}
 
-ErrorCode code_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.code();
-  }
-  return ErrorCode::kInternal;  // "did not throw"
-}
 
 void expect_same_values(const Tensor& got, const Tensor& want_data, const Dims& want_dims) {
   ASSERT_EQ(got.dims(), want_dims);

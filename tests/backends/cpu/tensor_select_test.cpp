@@ -18,14 +18,6 @@ namespace {
 
 Tensor ints(std::vector<int64_t> v) { return Tensor::from_int64(v, {int64_t(v.size())}); }
 
-ErrorCode code_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.code();
-  }
-  return ErrorCode::kInternal;
-}
 
 double apply(const std::string& red, double a, double b) {
   if (red == "add") return a + b;

@@ -22,28 +22,7 @@ Tensor ints32(std::vector<int32_t> v, Dims d) {
   return t;
 }
 
-std::vector<int64_t> unravel(int64_t flat, const Dims& d) {
-  std::vector<int64_t> idx(d.size());
-  for (size_t i = d.size(); i-- > 0;) {
-    idx[i] = flat % d[i];
-    flat /= d[i];
-  }
-  return idx;
-}
-int64_t ravel(const std::vector<int64_t>& idx, const Dims& d) {
-  int64_t f = 0;
-  for (size_t i = 0; i < d.size(); ++i) f = f * d[i] + idx[i];
-  return f;
-}
 
-ErrorCode code_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.code();
-  }
-  return ErrorCode::kInternal;
-}
 
 // out[o] = x[src(o)] for every output index; src returns the input multi-index.
 void expect_gathered(const Tensor& out, const Tensor& x, const Dims& want,

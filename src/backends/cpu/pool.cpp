@@ -80,14 +80,9 @@ class WindowPool : public Kernel {
       else run_separable<T, PoolKind::kLp>(x, y);
       return;
     }
-    int64_t id[3] = {1, 1, 1}, od[3] = {1, 1, 1};
-    size_t r = x.dims().size() - 2, off = 3 - r;
-    for (size_t i = 0; i < r; ++i) {
-      id[off + i] = x.dims()[2 + i];
-      od[off + i] = y.dims()[2 + i];
-    }
+    int64_t id[3], od[3];
     AxisTaps ax[3];
-    for (int i = 0; i < 3; ++i) ax[i] = axis_taps(id[i], od[i], k_[i], s_[i], d_[i], pb_[i], pe_[i]);
+    geometry(x, y, id, od, ax);
     const int64_t planes = x.dims()[0] * x.dims()[1], isz = id[0] * id[1] * id[2], osz = od[0] * od[1] * od[2];
     const T* xs = x.data<T>();
     T* ys = y.data<T>();
@@ -152,19 +147,25 @@ class WindowPool : public Kernel {
     });
   }
 
+  // Input/output extents right-aligned to 3-D and the valid taps per axis.
+  void geometry(const ir::Tensor& x, const ir::Tensor& y, int64_t id[3], int64_t od[3], AxisTaps ax[3]) const {
+    const size_t r = x.dims().size() - 2, off = 3 - r;
+    for (size_t i = 0; i < 3; ++i) id[i] = od[i] = 1;
+    for (size_t i = 0; i < r; ++i) {
+      id[off + i] = x.dims()[2 + i];
+      od[off + i] = y.dims()[2 + i];
+    }
+    for (int i = 0; i < 3; ++i) ax[i] = axis_taps(id[i], od[i], k_[i], s_[i], d_[i], pb_[i], pe_[i]);
+  }
+
   // Max, sum and sum of |x|^p over a box are separable: pool along W (taps
   // contiguous, vectorized per kernel column), then H and D (whole rows at
   // once). Averages divide by the product of per-axis tap counts, which is
   // exactly the count of the box (valid taps, or taps in the padded extent).
   template <typename T, PoolKind K> void run_separable(const ir::Tensor& x, ir::Tensor& y) {
-    int64_t id[3] = {1, 1, 1}, od[3] = {1, 1, 1};
-    size_t r = x.dims().size() - 2, off = 3 - r;
-    for (size_t i = 0; i < r; ++i) {
-      id[off + i] = x.dims()[2 + i];
-      od[off + i] = y.dims()[2 + i];
-    }
+    int64_t id[3], od[3];
     AxisTaps ax[3];
-    for (int i = 0; i < 3; ++i) ax[i] = axis_taps(id[i], od[i], k_[i], s_[i], d_[i], pb_[i], pe_[i]);
+    geometry(x, y, id, od, ax);
     // W pass: per kernel column, the output columns whose tap is inside the row.
     std::vector<int64_t> wlo(static_cast<size_t>(k_[2])), whi(static_cast<size_t>(k_[2]));
     for (int64_t kw = 0; kw < k_[2]; ++kw) {

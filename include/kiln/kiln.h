@@ -55,6 +55,9 @@ struct LayerInfo {
   std::vector<std::string> fused;   // source nodes merged into this layer
   std::string fusion;               // what the merge made, e.g. "CBR" (Conv+BN+ReLU), "" if none
   bool elided = false;  // runs no kernel: its outputs are views of other tensors' memory
+  // Every tactic timed for this layer at build: name and median ms (< 0: it
+  // failed on this layer). Empty when there was one candidate or none timed.
+  std::vector<std::pair<std::string, double>> candidates;
 };
 
 struct NetworkSummary {
@@ -65,6 +68,7 @@ struct NetworkSummary {
   std::vector<std::string> pass_notes;               // what the passes changed ("pass: change")
   int64_t weight_bytes = 0;
   int64_t activation_bytes = 0;  // one context's arena: inputs, intermediates, outputs (shared by lifetime)
+  int64_t reformats = 0;         // layers that only convert precision or layout (GPU plans)
 };
 
 class Network;  // a parsed model (graph IR + weights)
@@ -96,6 +100,12 @@ OptimizationReport optimize_report(const Network& network);
 struct BuilderConfig {
   Device device = Device::kCpu;
   bool optimize = true;  // run graph passes
+  // CUDA: run layers in FP16 where an FP16 kernel exists, except those named
+  // in fp32_layers. Outputs stay in the model's dtypes.
+  bool fp16 = false;
+  std::vector<std::string> fp32_layers;
+  // CUDA: file of tactic timings to reuse and extend ("" = time everything).
+  std::string timing_cache;
 };
 
 class Builder {
@@ -103,6 +113,9 @@ class Builder {
   explicit Builder(BuilderConfig config = {});
   // Builds an engine for `network` and returns the serialized plan.
   std::vector<uint8_t> build(const Network& network) const;
+  // Re-tunes a plan for this GPU (device kCuda) from the graph and weights it
+  // embeds, without the model file: tactics are timed again here.
+  std::vector<uint8_t> rebuild(const std::vector<uint8_t>& plan, const std::string& origin = "<memory>") const;
 
  private:
   BuilderConfig config_;
@@ -114,6 +127,22 @@ class ExecutionContext {
   // Runs one inference. Every network input must be given with its exact
   // dtype and shape; returns every network output by name.
   virtual std::map<std::string, HostTensor> run(const std::map<std::string, HostTensor>& inputs) = 0;
+
+  // GPU engines. device_address(name) is the device buffer this context keeps
+  // for an input or output tensor (row-major, the dtype and shape inputs() /
+  // outputs() give; nullptr on the CPU or for an unknown name). enqueue runs
+  // one inference on those buffers on `stream` (a cudaStream_t; nullptr = the
+  // context's own) without waiting: write inputs and read outputs on the same
+  // stream. CPU engines throw kUsage.
+  virtual void* device_address(const std::string& name) { (void)name; return nullptr; }
+  virtual void enqueue(void* stream);
+  // Replays the whole inference as one CUDA graph (default on; GPU only).
+  virtual void set_cuda_graph(bool on) { (void)on; }
+
+  // Median time of every layer that runs, over `runs` inferences on the
+  // current inputs, timed one layer at a time (so without CUDA graphs).
+  struct LayerTime { std::string name, op_type, tactic; double ms = 0; };
+  virtual std::vector<LayerTime> profile(int runs);
 };
 
 class Engine {
@@ -132,6 +161,10 @@ class Runtime {
   // version or another target device, naming what differs.
   std::unique_ptr<Engine> deserialize(const std::vector<uint8_t>& plan, const std::string& origin = "<memory>") const;
   std::unique_ptr<Engine> load(const std::string& plan_path) const;
+  // What a plan holds, without loading it for a device: any target's plan
+  // (checksum and format still checked). `device` receives its target.
+  NetworkSummary summarize(const std::vector<uint8_t>& plan, const std::string& origin = "<memory>",
+                           std::string* device = nullptr) const;
 };
 
 // Writes `bytes` to `path` atomically (temp file + rename).

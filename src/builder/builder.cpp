@@ -8,6 +8,10 @@
 #include "engine/plan.h"
 #include "engine/summary.h"
 #include "builder/optimize.h"
+#ifdef KILN_WITH_CUDA
+#include "backends/cuda/common.h"
+#include "builder/cuda/cuda_build.h"
+#endif
 
 namespace kiln {
 
@@ -23,24 +27,50 @@ void lower_to_cpu(ir::Graph& g) {
   }
 }
 
+// Lowers a built graph for the GPU and writes the plan. `assign` is false
+// when the graph already has its formats (re-tuning a CUDA plan).
+std::vector<uint8_t> finish_cuda(ir::Graph& g, const BuilderConfig& c, bool assign) {
+#ifdef KILN_WITH_CUDA
+  const std::string device = cuda::device_string();  // fails early without a GPU
+  cuda_build::Options o;
+  o.fp16 = c.fp16;
+  o.fp32_layers.insert(c.fp32_layers.begin(), c.fp32_layers.end());
+  o.timing_cache = c.timing_cache;
+  for (const std::string& name : c.fp32_layers) {
+    bool found = false;
+    for (auto& n : g.nodes()) found = found || n->name == name;
+    if (!found) log_message(Severity::kWarning, "--fp32-layer '" + name + "' names no layer of the built graph");
+  }
+  if (assign) g.metadata["reformats"] = std::to_string(cuda_build::assign_formats(g, o));
+  for (auto it = g.metadata.begin(); it != g.metadata.end();)
+    it = it->first.rfind("tactics/", 0) == 0 ? g.metadata.erase(it) : std::next(it);
+  const auto stats = cuda_build::select_tactics(g, o);
+  log_message(Severity::kInfo, "tactics: " + std::to_string(stats.timed) + " layers timed, " +
+                                   std::to_string(stats.cached) + " from the timing cache, " +
+                                   std::to_string(stats.single) + " with one candidate");
+  return plan::write_plan(g, device);
+#else
+  (void)g, (void)c, (void)assign;
+  throw_unsupported("this kiln was built without the CUDA backend: build with --device cpu");
+#endif
+}
+
 }  // namespace
 
 Builder::Builder(BuilderConfig config) : config_(config) {}
 
 std::vector<uint8_t> Builder::build(const Network& network) const {
   if (!network.graph) throw_usage("Builder::build: the network holds no graph");
-  if (config_.device == Device::kCuda) {
-#ifdef KILN_WITH_CUDA
-    throw_unsupported("CUDA backend not implemented yet");
-#else
-    throw_unsupported("this kiln was built without the CUDA backend");
+#ifndef KILN_WITH_CUDA
+  if (config_.device == Device::kCuda)
+    throw_unsupported("this kiln was built without the CUDA backend: build with --device cpu");
 #endif
-  }
   auto g = clone_graph(*network.graph);
   prune_graph(*g);
   const NetworkSummary before = summarize_graph(*g);
   g->metadata["layers_before"] = std::to_string(before.layers.size());
   g->metadata["launches_before"] = std::to_string(before.launches);
+  if (config_.device == Device::kCuda) g->metadata["fp16"] = config_.fp16 ? "1" : "0";
   if (config_.optimize) {
     std::string notes;
     for (const auto& r : optimize_graph(*g))
@@ -48,10 +78,26 @@ std::vector<uint8_t> Builder::build(const Network& network) const {
     g->metadata["pass_notes"] = notes;
   }
   prune_graph(*g);
-  lower_to_cpu(*g);
-  auto plan = plan::write_plan(*g, "cpu");
+  lower_to_cpu(*g);  // validates every layer against the reference kernels
+  auto plan = config_.device == Device::kCuda ? finish_cuda(*g, config_, true) : plan::write_plan(*g, "cpu");
   log_message(Severity::kInfo, "built " + std::to_string(g->nodes().size()) + " layers from " + network.source +
                                    " (" + std::to_string(plan.size()) + " bytes)");
+  return plan;
+}
+
+std::vector<uint8_t> Builder::rebuild(const std::vector<uint8_t>& bytes, const std::string& origin) const {
+  if (config_.device != Device::kCuda)
+    throw_usage("rebuilding from a plan re-tunes it for this GPU: use --device cuda");
+  plan::Header h = plan::read_header(bytes.data(), bytes.size(), origin);
+  auto g = plan::decode_graph(bytes.data() + h.payload_offset, h.payload_size, origin, h.payload_offset);
+  const bool cuda_plan = h.device.rfind("cuda:", 0) == 0;
+  // A CUDA plan keeps its precisions and layouts and gets new tactics; a CPU
+  // plan is lowered for the GPU as a fresh build would be.
+  if (cuda_plan && config_.fp16 != (g->metadata.count("fp16") && g->metadata.at("fp16") == "1"))
+    log_message(Severity::kWarning, "plan " + origin + " keeps the precisions it was built with");
+  if (!cuda_plan) g->metadata["fp16"] = config_.fp16 ? "1" : "0";
+  auto plan = finish_cuda(*g, config_, !cuda_plan);
+  log_message(Severity::kInfo, "re-tuned " + origin + " (built for " + h.device + ")");
   return plan;
 }
 

@@ -17,6 +17,7 @@ std::unique_ptr<ir::Graph> clone_graph(const ir::Graph& src) {
     v->dims = vp->dims;
     v->has_shape = vp->has_shape;
     v->batch_axis = vp->batch_axis;
+    v->layout = vp->layout;
     v->constant = vp->constant;  // shared, immutable
     map[vp.get()] = v;
   }

@@ -37,32 +37,6 @@ struct CpuModel {
   std::vector<const ir::Value*> slot_values;
 };
 
-// Re-runs each node's shape inference and requires the stored shapes: a plan
-// whose shapes disagree with its ops would make kernels index out of bounds.
-void check_node(const CpuModel& m, ir::Node& n) {
-  const ir::OpDef* def = ir::OpRegistry::global().find(n.domain, n.op_type);
-  if (!def)
-    throw_unsupported("plan " + m.origin + ": " + n.label() + " uses op '" + n.op_type + "'" +
-                      (n.domain.empty() ? "" : " of domain '" + n.domain + "'") +
-                      ", which this kiln does not know: rebuild the plan with this kiln");
-  std::vector<std::pair<DataType, ir::Dims>> stored;
-  for (const ir::Value* o : n.outputs) stored.emplace_back(o ? o->dtype : DataType::kFloat32, o ? o->dims : ir::Dims{});
-  def->infer(n);
-  for (size_t k = 0; k < n.outputs.size(); ++k) {
-    const ir::Value* o = n.outputs[k];
-    if (!o) continue;
-    // Shape/Size publish their output as a constant; the builder drops such
-    // nodes, so finding one here means the plan was not made by `kiln build`.
-    if (o->is_constant())
-      throw_bad_input("plan " + m.origin + " is inconsistent: " + n.label() + " computes constant '" + o->name +
-                      "' at run time: rebuild it with `kiln build`");
-    if (o->dtype != stored[k].first || o->dims != stored[k].second)
-      throw_bad_input("plan " + m.origin + " is inconsistent: " + n.label() + " output '" + o->name +
-                      "' is stored as " + type_str(stored[k].first, stored[k].second) + " but its op gives " +
-                      type_str(o->dtype, o->dims) + ": rebuild it with `kiln build`");
-  }
-}
-
 std::shared_ptr<uint8_t> alloc_arena(int64_t bytes) {
   // Rounded up and never empty, so every view (even of 0 bytes) points inside.
   const size_t n = size_t(std::max<int64_t>((bytes + 63) / 64 * 64, 64));
@@ -70,31 +44,6 @@ std::shared_ptr<uint8_t> alloc_arena(int64_t bytes) {
   if (!p) throw_bad_input("out of memory allocating a " + std::to_string(n) + "-byte activation arena");
   std::memset(p, 0, n);
   return std::shared_ptr<uint8_t>(static_cast<uint8_t*>(p), [](uint8_t* q) { std::free(q); });
-}
-
-// No in-place kernels yet: a kernel's outputs must not share a byte with its
-// inputs or with each other, or it would overwrite what it is still reading.
-void check_no_overlap(const ir::Graph& g, const MemoryPlan& plan) {
-  for (size_t k = 0; k < g.nodes().size(); ++k) {
-    if (!plan.runs(k)) continue;
-    const ir::Node& n = *g.nodes()[k];
-    std::vector<const ir::Value*> touched;
-    for (const ir::Value* v : n.outputs)
-      if (v) touched.push_back(v);
-    const size_t nout = touched.size();
-    for (const ir::Value* v : n.inputs)
-      if (v && !v->is_constant()) touched.push_back(v);
-    for (size_t a = 0; a < nout; ++a) {
-      const ValuePlace& pa = plan.at(touched[a]);
-      for (size_t b = a + 1; b < touched.size(); ++b) {
-        const ValuePlace& pb = plan.at(touched[b]);
-        if (touched[a] == touched[b] || pa.bytes == 0 || pb.bytes == 0) continue;
-        if (pa.offset < pb.offset + pb.bytes && pb.offset < pa.offset + pa.bytes)
-          throw_internal("memory plan: " + n.label() + " writes '" + touched[a]->name + "' over '" +
-                         touched[b]->name + "'");
-      }
-    }
-  }
 }
 
 class CpuContext : public ExecutionContext {
@@ -195,6 +144,32 @@ class CpuEngine : public Engine {
 
 }  // namespace
 
+// Re-runs each node's shape inference and requires the stored shapes: a plan
+// whose shapes disagree with its ops would make kernels index out of bounds.
+void check_plan_node(ir::Node& n, const std::string& origin) {
+  const ir::OpDef* def = ir::OpRegistry::global().find(n.domain, n.op_type);
+  if (!def)
+    throw_unsupported("plan " + origin + ": " + n.label() + " uses op '" + n.op_type + "'" +
+                      (n.domain.empty() ? "" : " of domain '" + n.domain + "'") +
+                      ", which this kiln does not know: rebuild the plan with this kiln");
+  std::vector<std::pair<DataType, ir::Dims>> stored;
+  for (const ir::Value* o : n.outputs) stored.emplace_back(o ? o->dtype : DataType::kFloat32, o ? o->dims : ir::Dims{});
+  def->infer(n);
+  for (size_t k = 0; k < n.outputs.size(); ++k) {
+    const ir::Value* o = n.outputs[k];
+    if (!o) continue;
+    // Shape/Size publish their output as a constant; the builder drops such
+    // nodes, so finding one here means the plan was not made by `kiln build`.
+    if (o->is_constant())
+      throw_bad_input("plan " + origin + " is inconsistent: " + n.label() + " computes constant '" + o->name +
+                      "' at run time: rebuild it with `kiln build`");
+    if (o->dtype != stored[k].first || o->dims != stored[k].second)
+      throw_bad_input("plan " + origin + " is inconsistent: " + n.label() + " output '" + o->name +
+                      "' is stored as " + type_str(stored[k].first, stored[k].second) + " but its op gives " +
+                      type_str(o->dtype, o->dims) + ": rebuild it with `kiln build`");
+  }
+}
+
 std::unique_ptr<Engine> make_cpu_engine(std::unique_ptr<ir::Graph> graph, const std::string& origin,
                                         const std::string& device) {
   auto m = std::make_shared<CpuModel>();
@@ -209,7 +184,7 @@ std::unique_ptr<Engine> make_cpu_engine(std::unique_ptr<ir::Graph> graph, const 
   auto& registry = cpu::KernelRegistry::global();
   for (auto& np : g.nodes()) {
     ir::Node& n = *np;
-    check_node(*m, n);
+    check_plan_node(n, origin);
     for (const ir::Value* v : n.outputs) add_slot(v);
     auto kernel = registry.create(n);
     if (kernel->tactic() != n.tactic)

@@ -103,6 +103,9 @@ class Planner {
         }
       for (const ir::Value* v : n.outputs) add(v, step);
     }
+    // Inputs stay intact for the whole inference: a caller may run it again
+    // on the same device-resident inputs (enqueue, CUDA graph replay).
+    for (const ir::Value* v : g_.inputs) vals_[size_t(find(v, "the graph's input list"))].last = end_step_;
     for (const ir::Value* v : g_.outputs)
       if (v && !v->is_constant()) vals_[size_t(find(v, "the graph's output list"))].last = end_step_;
   }
@@ -128,7 +131,10 @@ class Planner {
       const ir::Value* x = n.in(0);
       const ir::Value* y = n.outputs[0];
       // A constant input stays a copy: its bytes belong to the plan's weights.
-      if (x->is_constant() || !x->has_shape || !y->has_shape || x->dtype != y->dtype) continue;
+      // Only row-major bytes reinterpret as new dims; a channels-last value needs a copy.
+      if (x->is_constant() || !x->has_shape || !y->has_shape || x->dtype != y->dtype ||
+          x->layout != ir::Layout::kLinear || y->layout != ir::Layout::kLinear)
+        continue;
       ValueInfo& out = vals_[size_t(index_.at(y))];
       const int in = index_.at(x);
       if (out.bytes != vals_[size_t(in)].bytes) continue;
@@ -143,7 +149,7 @@ class Planner {
   bool contiguous_concat(const ir::Node& n) const {
     if (!n.domain.empty() || n.op_type != "Concat" || n.outputs.size() != 1 || n.inputs.empty()) return false;
     const ir::Value* c = n.outputs[0];
-    if (!c || c->is_constant() || !c->has_shape || c->dims.empty()) return false;
+    if (!c || c->is_constant() || !c->has_shape || c->dims.empty() || c->layout != ir::Layout::kLinear) return false;
     int64_t axis = n.i("axis", 0);
     const int64_t r = int64_t(c->dims.size());
     if (axis < 0) axis += r;
@@ -152,7 +158,8 @@ class Planner {
       if (c->dims[size_t(d)] != 1) return false;
     int64_t sum = 0;
     for (const ir::Value* x : n.inputs) {
-      if (!x || x->is_constant() || !x->has_shape || x->dtype != c->dtype) return false;
+      if (!x || x->is_constant() || !x->has_shape || x->dtype != c->dtype || x->layout != ir::Layout::kLinear)
+        return false;
       sum += vals_[size_t(index_.at(x))].bytes;
     }
     return sum == vals_[size_t(index_.at(c))].bytes;
@@ -178,7 +185,7 @@ class Planner {
         const int p = producer_node(y);
         // The root must be written by a kernel that runs: not a graph input,
         // not an elided concat, and not claimed by a second concat position.
-        ok = ok && rel == 0 && p >= 0 && plan_.nodes[size_t(p)] == NodeExec::kKernel && concat_uses[size_t(y)] == 1 &&
+        ok = ok && rel == 0 && p >= 0 && vals_[size_t(y)].v->layout == ir::Layout::kLinear && plan_.nodes[size_t(p)] == NodeExec::kKernel && concat_uses[size_t(y)] == 1 &&
              vals_[size_t(y)].bytes == vals_[size_t(index_.at(x))].bytes;
         roots.push_back(y);
       }
@@ -289,5 +296,30 @@ MemoryPlanOptions memory_plan_options_from_env() {
 }
 
 MemoryPlan plan_memory(const ir::Graph& g, const MemoryPlanOptions& opts) { return Planner(g, opts).run(); }
+
+// No in-place kernels yet: a kernel's outputs must not share a byte with its
+// inputs or with each other, or it would overwrite what it is still reading.
+void check_no_overlap(const ir::Graph& g, const MemoryPlan& plan) {
+  for (size_t k = 0; k < g.nodes().size(); ++k) {
+    if (!plan.runs(k)) continue;
+    const ir::Node& n = *g.nodes()[k];
+    std::vector<const ir::Value*> touched;
+    for (const ir::Value* v : n.outputs)
+      if (v) touched.push_back(v);
+    const size_t nout = touched.size();
+    for (const ir::Value* v : n.inputs)
+      if (v && !v->is_constant()) touched.push_back(v);
+    for (size_t a = 0; a < nout; ++a) {
+      const ValuePlace& pa = plan.at(touched[a]);
+      for (size_t b = a + 1; b < touched.size(); ++b) {
+        const ValuePlace& pb = plan.at(touched[b]);
+        if (touched[a] == touched[b] || pa.bytes == 0 || pb.bytes == 0) continue;
+        if (pa.offset < pb.offset + pb.bytes && pb.offset < pa.offset + pa.bytes)
+          throw_internal("memory plan: " + n.label() + " writes '" + touched[a]->name + "' over '" +
+                         touched[b]->name + "'");
+      }
+    }
+  }
+}
 
 }  // namespace kiln

@@ -9,7 +9,8 @@
 //     elided reshapes, to a kernel output used by no other concat: that kernel
 //     writes straight into its slice of the concat's region.
 // Lifetimes are counted in steps: graph inputs are written at step 0, node k
-// runs at step k + 1, graph outputs are read at step nodes + 1. A region is
+// runs at step k + 1, graph inputs and outputs are read at step nodes + 1
+// (so no layer ever overwrites an input: an inference can run again on it). A region is
 // busy from the first write to the last read of any value that lives in it,
 // so a kernel's output never shares bytes with its own inputs (no in-place).
 #pragma once
@@ -65,5 +66,9 @@ MemoryPlanOptions memory_plan_options_from_env();
 // value's shape is too large. Values without a known shape get 0 bytes and
 // are never viewed (a summary of an unbuilt model may hold some).
 MemoryPlan plan_memory(const ir::Graph& g, const MemoryPlanOptions& opts = {});
+
+// No in-place kernels: throws kInternal if a layer that runs would write an
+// output over one of its inputs or another of its outputs.
+void check_no_overlap(const ir::Graph& g, const MemoryPlan& plan);
 
 }  // namespace kiln

@@ -2,8 +2,8 @@
 //
 //   str graph name
 //   u32 metadata count, per entry: str key, str value
-//   u32 value count, per value: str name, u8 dtype, i32 batch_axis, u32 rank,
-//       i64 dims[rank], u8 has_constant, [u64 nbytes, data]
+//   u32 value count, per value: str name, u8 dtype, i32 batch_axis, u8 layout,
+//       u32 rank, i64 dims[rank], u8 has_constant, [u64 nbytes, data]
 //   u32 count + u32 value index: graph inputs, then graph outputs
 //   u32 node count, per node: str name, str op_type, str domain, i32 opset,
 //       u32 count + i32 value index (-1 = omitted): inputs, then outputs,
@@ -157,6 +157,7 @@ std::vector<uint8_t> encode_graph(const ir::Graph& g) {
     w.str(v.name);
     w.u8(static_cast<uint8_t>(v.dtype));
     w.i32(v.batch_axis);
+    w.u8(static_cast<uint8_t>(v.layout));
     write_dims(w, v.dims);
     w.u8(v.is_constant() ? 1 : 0);
     if (v.is_constant()) {
@@ -213,7 +214,7 @@ std::unique_ptr<ir::Graph> decode_graph(const uint8_t* data, size_t size, const 
   }
 
   // Minimum encoded sizes bound every count before anything is reserved.
-  uint32_t nvalues = r.count(14, "value");
+  uint32_t nvalues = r.count(15, "value");
   std::vector<ir::Value*> values;
   values.reserve(nvalues);
   for (uint32_t k = 0; k < nvalues; ++k) {
@@ -221,7 +222,10 @@ std::unique_ptr<ir::Graph> decode_graph(const uint8_t* data, size_t size, const 
     if (g->value(name)) r.fail("tensor name '" + name + "' appears twice");
     DataType dt = read_dtype(r, "value");
     int32_t batch_axis = r.i32();
+    uint8_t layout = r.u8();
     ir::Dims dims = read_dims(r, "value");
+    if (layout > uint8_t(ir::Layout::kNHWC) || (layout == uint8_t(ir::Layout::kNHWC) && dims.size() != 4))
+      r.fail("value '" + name + "' has layout " + std::to_string(layout) + ", which needs rank 4 or is unknown");
     if (batch_axis < -1 || batch_axis >= int64_t(dims.size()))
       r.fail("value '" + name + "' has batch axis " + std::to_string(batch_axis) + " outside its rank");
     uint8_t has_const = r.u8();
@@ -236,6 +240,7 @@ std::unique_ptr<ir::Graph> decode_graph(const uint8_t* data, size_t size, const 
       v->has_shape = true;
     }
     v->batch_axis = batch_axis;
+    v->layout = ir::Layout(layout);
     values.push_back(v);
   }
 

@@ -23,7 +23,7 @@ namespace kiln::plan {
 
 constexpr char kMagic[9] = "KILNPLAN";
 constexpr size_t kMagicSize = 8;
-constexpr uint32_t kFormatVersion = 2;  // 2: graph metadata
+constexpr uint32_t kFormatVersion = 3;  // 2: graph metadata; 3: value layouts
 
 bool has_plan_magic(const uint8_t* data, size_t size);
 uint64_t fnv1a64(const uint8_t* data, size_t size, uint64_t seed = 0xcbf29ce484222325ull);

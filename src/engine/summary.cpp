@@ -1,5 +1,8 @@
 #include "engine/summary.h"
 
+#include <algorithm>
+#include <sstream>
+
 #include <set>
 
 namespace kiln {
@@ -48,6 +51,7 @@ NetworkSummary summarize_graph(const ir::Graph& g, const MemoryPlan* plan) {
   s.activation_bytes = plan->peak_bytes;
   s.launches_before = metadata_int(g, "launches_before");
   s.layers_before = metadata_int(g, "layers_before");
+  s.reformats = std::max<int64_t>(metadata_int(g, "reformats"), 0);
   if (auto it = g.metadata.find("pass_notes"); it != g.metadata.end()) {
     size_t start = 0;
     for (size_t end; (end = it->second.find('\n', start)) != std::string::npos; start = end + 1)
@@ -78,6 +82,20 @@ NetworkSummary summarize_graph(const ir::Graph& g, const MemoryPlan* plan) {
       if (v) l.outputs.push_back(tensor_info(*v));
     // Every layer that runs is one kernel launch on the CPU; expanded layers
     // run as their own sub-layers later and will count those instead.
+    // "name=ms;name=error": what the builder timed for this layer.
+    if (auto it = g.metadata.find("tactics/" + std::to_string(k)); it != g.metadata.end()) {
+      std::stringstream ss(it->second);
+      for (std::string item; std::getline(ss, item, ';');) {
+        const size_t eq = item.rfind('=');
+        if (eq == std::string::npos) continue;
+        double ms = -1;
+        try {
+          ms = std::stod(item.substr(eq + 1));
+        } catch (const std::exception&) {
+        }
+        l.candidates.emplace_back(item.substr(0, eq), ms);
+      }
+    }
     l.elided = !plan->runs(k);
     if (!l.elided) ++s.launches;
     s.layers.push_back(std::move(l));

@@ -39,6 +39,8 @@ std::vector<float> Node::floats(const std::string& a, std::vector<float> dflt) c
   auto* at = find_attr(*this, a, Attribute::Kind::kFloats);
   return at ? at->floats : dflt;
 }
+const char* layout_name(Layout l) { return l == Layout::kNHWC ? "nhwc" : "linear"; }
+
 std::string Node::label() const { return op_type + " '" + name + "'"; }
 
 Value* Graph::value(const std::string& n) const {
@@ -180,6 +182,7 @@ namespace {
 std::string value_str(const Value* v) {
   if (!v) return "<none>";
   std::string s = v->name + ":" + dtype_name(v->dtype) + dims_str(v->dims, v->batch_axis);
+  if (v->layout != Layout::kLinear) s += std::string("/") + layout_name(v->layout);
   return v->is_constant() ? s + "(const)" : s;
 }
 

@@ -27,12 +27,19 @@ struct Attribute {
 
 class Node;
 
+// How a runtime value's elements lie in memory. Dims are always logical
+// (ONNX order); kNHWC stores a rank-4 [N,C,H,W] value channels-last, which
+// tensor-core kernels want. Backends without layouts see only kLinear.
+enum class Layout : uint8_t { kLinear = 0, kNHWC = 1 };
+const char* layout_name(Layout l);  // "linear", "nhwc"
+
 struct Value {
   std::string name;
   DataType dtype = DataType::kFloat32;
   Dims dims;
   bool has_shape = false;  // dtype/dims known (set by shape inference or the importer)
   int batch_axis = -1;     // axis that scales with the symbolic batch, -1 if none
+  Layout layout = Layout::kLinear;
   std::shared_ptr<const Tensor> constant;  // set for initializers and folded values
   Node* producer = nullptr;
 

@@ -53,20 +53,19 @@ TEST(Builder, SummaryBeforeBuild) {
   EXPECT_EQ(s.weight_bytes, (54 + 3 + 9) * 4 + 4 * 8);
 }
 
-TEST(Builder, CudaIsRefusedWithoutBackend) {
+TEST(Builder, CudaIsRefusedWithoutBackendOrGpu) {
   auto net = test_network();
   BuilderConfig cfg;
   cfg.device = Device::kCuda;
   try {
     Builder(cfg).build(*net);
+    // Only a CUDA-enabled kiln on a machine with a GPU gets here.
+#ifndef KILN_WITH_CUDA
     ADD_FAILURE();
+#endif
   } catch (const Error& e) {
     EXPECT_EQ(e.code(), ErrorCode::kUnsupported);
-#ifdef KILN_WITH_CUDA
-    EXPECT_EQ(std::string(e.what()), "CUDA backend not implemented yet");
-#else
-    EXPECT_EQ(std::string(e.what()), "this kiln was built without the CUDA backend");
-#endif
+    EXPECT_NE(std::string(e.what()).find("--device cpu"), std::string::npos) << e.what();
   }
 }
 

@@ -58,6 +58,7 @@ def rel_error(got, ref):
 
 def run_kiln_model(model, inputs, tmp_path, batch=None, extra_build=()):
     """Build `model` into a plan, run it on `inputs` (name -> array) through the CLI, return outputs."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
     plan = tmp_path / "model.plan"
     args = ["build", model, "-o", plan, *extra_build]
     if batch:

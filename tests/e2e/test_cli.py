@@ -156,3 +156,20 @@ def test_usage_errors():
     assert kiln("frobnicate", check=False).returncode == 2
     assert kiln("build", check=False).returncode == 2
     assert kiln("run", "x.plan", "--bogus-flag", check=False).returncode == 2
+
+
+def test_gpu_options_without_a_gpu(tmp_path):
+    """Where no GPU is visible (or kiln has no CUDA backend) a CUDA build fails
+    cleanly, and GPU-only flags on a CPU build are usage errors."""
+    import shutil
+    import subprocess
+    if shutil.which("nvidia-smi") and subprocess.run(["nvidia-smi", "-L"], capture_output=True).returncode == 0:
+        import pytest
+        pytest.skip("a GPU is present")
+    path = save(relu_model(), tmp_path / "relu.onnx")
+    r = kiln("build", path, "-o", tmp_path / "g.plan", "--device", "cuda", check=False)
+    one_line_error(r, 4, "--device cpu")
+    assert not (tmp_path / "g.plan").exists()
+    one_line_error(kiln("build", path, "-o", tmp_path / "c.plan", "--fp16", check=False), 2, "--device cuda")
+    one_line_error(kiln("build", "--from-plan", tmp_path / "c.plan", "-o", tmp_path / "n.plan", check=False), 2,
+                   "--device cuda")

@@ -343,7 +343,7 @@ TEST(Plan, RefusesOtherMagicVersionAndDevice) {
 
   auto gpu = plan::write_plan(*g, "cuda:sm_90:NVIDIA H100");
   expect_error([&] { Runtime().deserialize(gpu, "gpu.plan"); }, ErrorCode::kBadInput,
-               "targets device 'cuda:sm_90:NVIDIA H100'");
+               "plan gpu.plan targets GPU 'cuda:sm_90:NVIDIA H100' but ");
 }
 
 TEST(Plan, RefusesUnknownTacticAndInconsistentShapes) {

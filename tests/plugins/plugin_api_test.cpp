@@ -4,6 +4,8 @@
 // and loading the example plugin library.
 #include <gtest/gtest.h>
 
+#include "support/op_test.h"
+
 #include <cmath>
 
 #include "engine/plan.h"
@@ -318,9 +320,9 @@ TEST(PluginImport, NonMaxSuppressionIsRefusedWithAPointer) {
 }
 
 TEST(PluginLibrary, LoadsTheExamplePluginOnce) {
-  const int first = load_plugin_library(KILN_EXAMPLE_PLUGIN);
+  const int first = load_plugin_library(test::example_plugin_path());
   EXPECT_EQ(first, 1);
-  EXPECT_EQ(load_plugin_library(KILN_EXAMPLE_PLUGIN), 1);  // again: nothing registered twice
+  EXPECT_EQ(load_plugin_library(test::example_plugin_path()), 1);  // again: nothing registered twice
   int found = 0;
   for (const PluginCreator* c : PluginRegistry::global().list()) found += c->type() == "ExampleIdentity";
   EXPECT_EQ(found, 1);

@@ -1,6 +1,7 @@
 #include "support/op_test.h"
 
 #include <cmath>
+#include <cstdlib>
 #include <limits>
 #include <random>
 
@@ -94,6 +95,11 @@ int64_t ravel(const std::vector<int64_t>& idx, const ir::Dims& dims) {
   int64_t f = 0;
   for (size_t i = 0; i < dims.size(); ++i) f = f * dims[i] + idx[i];
   return f;
+}
+
+std::string example_plugin_path() {
+  const char* env = std::getenv("KILN_EXAMPLE_PLUGIN");
+  return env && *env ? env : KILN_EXAMPLE_PLUGIN;
 }
 
 ErrorCode code_of(const std::function<void()>& f) {

@@ -47,6 +47,10 @@ int64_t ravel(const std::vector<int64_t>& idx, const ir::Dims& dims);
 // The code of the kiln::Error `f` throws; kInternal if it throws none.
 ErrorCode code_of(const std::function<void()>& f);
 
+// The example plugin library: $KILN_EXAMPLE_PLUGIN if set (tests run from a
+// copied build), else the path the build wrote it to.
+std::string example_plugin_path();
+
 // max |a-b| / max(1, |b|) over all elements; +inf if shapes or dtypes differ.
 double max_rel_error(const ir::Tensor& a, const ir::Tensor& b);
 

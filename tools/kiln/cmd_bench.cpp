@@ -1,12 +1,15 @@
-// kiln bench ENGINE.plan [--input NAME=FILE.npy ...] [--warmup N] [--iterations N] [--json] [--plugins LIB.so ...]
-// Times whole inferences (ExecutionContext::run, host tensors in and out)
-// after warm-up runs and reports the latency distribution.
+// kiln bench ENGINE.plan [--input NAME=FILE.npy ...] [--warmup N] [--iterations N] [--json]
+//            [--profile] [--no-cuda-graph] [--plugins LIB.so ...]
+// CPU plans: times whole inferences (ExecutionContext::run, host tensors in
+// and out). GPU plans: times inferences on device-resident inputs with CUDA
+// events, reports transfers apart, and with --profile each layer's time.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 
 #include <nlohmann/json.hpp>
 
+#include "bench_gpu.h"
 #include "cli.h"
 
 namespace kiln::cli {
@@ -17,7 +20,7 @@ struct BenchArgs {
   std::string plan;
   std::vector<std::string> inputs;
   int warmup = 10, iterations = 100;
-  bool json = false;
+  bool json = false, profile = false, no_graph = false;
 };
 
 double percentile(const std::vector<double>& sorted, double p) {
@@ -31,13 +34,21 @@ int run_bench(const BenchArgs& a) {
   auto engine = Runtime().load(a.plan);
   auto inputs = gather_inputs(*engine, a.inputs, /*random=*/true, /*seed=*/0);
   auto ctx = engine->create_context();
-  for (int i = 0; i < a.warmup; ++i) ctx->run(inputs);
+  const bool gpu = engine->device().rfind("cuda:", 0) == 0;
+  if (!gpu && (a.profile || a.no_graph)) throw_usage("--profile and --no-cuda-graph apply to GPU plans");
   std::vector<double> ms;
-  ms.reserve(size_t(a.iterations));
-  for (int i = 0; i < a.iterations; ++i) {
-    auto start = std::chrono::steady_clock::now();
-    ctx->run(inputs);
-    ms.push_back(ms_since(start));
+  GpuTimes gt;
+  if (gpu) {
+    gt = bench_gpu(*engine, *ctx, inputs, a.warmup, a.iterations, !a.no_graph);
+    ms = gt.latency_ms;
+  } else {
+    for (int i = 0; i < a.warmup; ++i) ctx->run(inputs);
+    ms.reserve(size_t(a.iterations));
+    for (int i = 0; i < a.iterations; ++i) {
+      auto start = std::chrono::steady_clock::now();
+      ctx->run(inputs);
+      ms.push_back(ms_since(start));
+    }
   }
   std::vector<double> sorted = ms;
   std::sort(sorted.begin(), sorted.end());
@@ -55,6 +66,19 @@ int run_bench(const BenchArgs& a) {
                       {"median_ms", median},     {"mean_ms", mean},
                       {"p90_ms", percentile(sorted, 90)}, {"p99_ms", percentile(sorted, 99)},
                       {"max_ms", sorted.back()}, {"throughput_per_s", double(batch) * 1000.0 / median}};
+  std::vector<ExecutionContext::LayerTime> layers;
+  if (gpu) {
+    j["cuda_graph"] = !a.no_graph;
+    j["throughput_per_s"] = double(batch) * 1000.0 / gt.throughput_ms;
+    j["h2d_ms"] = gt.h2d_ms;
+    j["d2h_ms"] = gt.d2h_ms;
+    if (a.profile) {
+      layers = ctx->profile(a.iterations);
+      nlohmann::json jl = nlohmann::json::array();
+      for (auto& l : layers) jl.push_back({{"name", l.name}, {"op_type", l.op_type}, {"tactic", l.tactic}, {"ms", l.ms}});
+      j["layers"] = jl;
+    }
+  }
   if (a.json) {
     std::printf("%s\n", j.dump(1).c_str());
     return 0;
@@ -64,6 +88,19 @@ int run_bench(const BenchArgs& a) {
   std::printf("latency ms: min %.3f  median %.3f  mean %.3f  p90 %.3f  p99 %.3f  max %.3f\n", sorted.front(), median,
               mean, double(j["p90_ms"]), double(j["p99_ms"]), sorted.back());
   std::printf("throughput: %.1f inferences/s\n", double(j["throughput_per_s"]));
+  if (gpu) {
+    std::printf("device-resident inputs, CUDA graph %s; transfers apart: host-to-device %.3f ms, device-to-host %.3f ms\n",
+                a.no_graph ? "off" : "on", gt.h2d_ms, gt.d2h_ms);
+    if (!layers.empty()) {
+      double total = 0;
+      for (auto& l : layers) total += l.ms;
+      std::sort(layers.begin(), layers.end(), [](auto& x, auto& y) { return x.ms > y.ms; });
+      std::printf("per layer (median of %d, one layer at a time; sum %.3f ms):\n", a.iterations, total);
+      for (auto& l : layers)
+        std::printf("  %8.4f ms %5.1f%%  %-24s %-18s %s\n", l.ms, 100.0 * l.ms / total, l.op_type.c_str(),
+                    l.tactic.c_str(), l.name.c_str());
+    }
+  }
   return 0;
 }
 }  // namespace
@@ -77,6 +114,8 @@ Command add_bench_command(CLI::App& root) {
   app->add_option("--warmup", args->warmup, "untimed runs first (default 10)");
   app->add_option("--iterations", args->iterations, "timed runs (default 100)");
   app->add_flag("--json", args->json, "print the results as JSON");
+  app->add_flag("--profile", args->profile, "GPU: also time every layer");
+  app->add_flag("--no-cuda-graph", args->no_graph, "GPU: launch layer by layer instead of replaying a CUDA graph");
   add_plugins_option(app, args->plugins);
   return {app, [args] { return run_bench(*args); }};
 }

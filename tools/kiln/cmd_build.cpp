@@ -1,4 +1,6 @@
-// kiln build MODEL.onnx -o ENGINE.plan [--device cpu|cuda] [--batch N] [--no-opt] [--plugins LIB.so ...]
+// kiln build MODEL.onnx -o ENGINE.plan [--device cpu|cuda] [--fp16] [--fp32-layer NAME ...]
+//       [--timing-cache FILE] [--batch N] [--no-opt] [--plugins LIB.so ...]
+// kiln build --from-plan OTHER.plan -o NEW.plan --device cuda   (re-tune for this GPU)
 #include <chrono>
 #include <cstdio>
 
@@ -8,22 +10,35 @@ namespace kiln::cli {
 
 namespace {
 struct BuildArgs {
-  std::vector<std::string> plugins;
-  std::string model, output, device = "cpu";
+  std::vector<std::string> plugins, fp32_layers;
+  std::string model, from_plan, output, device = "cpu", timing_cache;
   int batch = 0;
-  bool no_opt = false;
+  bool no_opt = false, fp16 = false;
 };
 
 int run_build(const BuildArgs& a) {
   load_plugins(a.plugins);
+  if (a.model.empty() == a.from_plan.empty())
+    throw_usage("give either a model file or --from-plan PLAN, not both");
+  if ((a.fp16 || !a.fp32_layers.empty() || !a.timing_cache.empty()) && a.device != "cuda")
+    throw_usage("--fp16, --fp32-layer and --timing-cache apply to GPU builds: add --device cuda");
   auto start = std::chrono::steady_clock::now();
-  ParseOptions popts;
-  popts.batch = a.batch;
-  NetworkPtr net = parse_onnx(a.model, popts);
   BuilderConfig cfg;
   cfg.device = a.device == "cuda" ? Device::kCuda : Device::kCpu;
   cfg.optimize = !a.no_opt;
-  std::vector<uint8_t> plan = Builder(cfg).build(*net);
+  cfg.fp16 = a.fp16;
+  cfg.fp32_layers = a.fp32_layers;
+  cfg.timing_cache = a.timing_cache;
+  std::vector<uint8_t> plan;
+  if (!a.from_plan.empty()) {
+    if (a.device != "cuda") throw_usage("--from-plan re-tunes a plan for this GPU: add --device cuda");
+    plan = Builder(cfg).rebuild(read_file(a.from_plan), a.from_plan);
+  } else {
+    ParseOptions popts;
+    popts.batch = a.batch;
+    NetworkPtr net = parse_onnx(a.model, popts);
+    plan = Builder(cfg).build(*net);
+  }
   write_file_atomic(a.output, plan);
   double ms = ms_since(start);
   // Loading the plan back checks that it round-trips and gives the layer
@@ -38,9 +53,13 @@ int run_build(const BuildArgs& a) {
 Command add_build_command(CLI::App& root) {
   auto args = std::make_shared<BuildArgs>();
   CLI::App* app = root.add_subcommand("build", "Build an engine plan from an ONNX model");
-  app->add_option("model", args->model, "ONNX model file")->required();
+  app->add_option("model", args->model, "ONNX model file");
+  app->add_option("--from-plan", args->from_plan, "re-tune this plan for this GPU instead of reading a model");
   app->add_option("-o,--output", args->output, "plan file to write")->required();
   app->add_option("--device", args->device, "target device")->check(CLI::IsMember({"cpu", "cuda"}));
+  app->add_flag("--fp16", args->fp16, "GPU: run layers in FP16 where an FP16 kernel exists");
+  app->add_option("--fp32-layer", args->fp32_layers, "GPU: keep this layer in FP32 (repeatable)");
+  app->add_option("--timing-cache", args->timing_cache, "GPU: tactic timing cache file to read and update");
   app->add_option("--batch", args->batch, "value for a symbolic batch dimension")->check(CLI::PositiveNumber);
   app->add_flag("--no-opt", args->no_opt, "skip graph optimization passes");
   add_plugins_option(app, args->plugins);

@@ -15,7 +15,7 @@ namespace kiln::cli {
 namespace {
 struct InspectArgs {
   std::string target;
-  bool json = false, no_opt = false;
+  bool json = false, no_opt = false, tactics = false;
   std::vector<std::string> plugins;
 };
 
@@ -30,10 +30,9 @@ Inspected inspect(const std::string& path, bool no_opt) {
   Inspected r;
   static const char kPlanMagic[] = "KILNPLAN";
   if (bytes.size() >= 8 && std::memcmp(bytes.data(), kPlanMagic, 8) == 0) {
-    auto engine = Runtime().deserialize(bytes, path);
+    // Reads the plan without creating kernels: a plan for another GPU shows too.
     r.kind = "plan";
-    r.device = engine->device();
-    r.summary = engine->summary();
+    r.summary = Runtime().summarize(bytes, path, &r.device);
   } else {
     r.kind = "onnx";
     auto net = parse_onnx(path, {});
@@ -62,6 +61,18 @@ nlohmann::ordered_json tensors_json(const std::vector<TensorInfo>& ts) {
   return a;
 }
 
+nlohmann::ordered_json candidates_json(const LayerInfo& l) {
+  nlohmann::ordered_json a = nlohmann::ordered_json::array();
+  for (auto& [name, ms] : l.candidates) {
+    nlohmann::ordered_json c = {{"tactic", name}};
+    if (ms >= 0) c["ms"] = ms;
+    else c["error"] = true;
+    c["chosen"] = name == l.tactic;
+    a.push_back(c);
+  }
+  return a;
+}
+
 nlohmann::ordered_json layers_json(const std::vector<LayerInfo>& layers) {
   nlohmann::ordered_json a = nlohmann::ordered_json::array();
   for (const LayerInfo& l : layers)
@@ -74,7 +85,8 @@ nlohmann::ordered_json layers_json(const std::vector<LayerInfo>& layers) {
                  {"outputs", tensors_json(l.outputs)},
                  {"fused", l.fused},
                  {"fusion", l.fusion},
-                 {"elided", l.elided}});
+                 {"elided", l.elided},
+                 {"candidates", candidates_json(l)}});
   return a;
 }
 
@@ -108,6 +120,7 @@ void print_json(const std::string& path, const Inspected& r) {
   j["launches_after"] = s.launches;
   j["weight_bytes"] = s.weight_bytes;
   j["activation_bytes"] = s.activation_bytes;
+  j["reformats"] = s.reformats;
   std::printf("%s\n", j.dump(2).c_str());
 }
 
@@ -161,6 +174,25 @@ void print_text(const std::string& path, const Inspected& r) {
   std::printf("peak activation memory: %lld bytes (%s)\n", static_cast<long long>(s.activation_bytes),
               format_bytes(s.activation_bytes).c_str());
   std::printf("weight bytes: %lld (%s)\n", static_cast<long long>(s.weight_bytes), format_bytes(s.weight_bytes).c_str());
+  if (r.kind == "plan" && r.device != "cpu")
+    std::printf("reformat layers (precision/layout changes): %lld\n", static_cast<long long>(s.reformats));
+}
+
+// Every timed candidate per layer, fastest first, the chosen one marked.
+void print_tactics(const NetworkSummary& s) {
+  std::printf("tactics (median ms per candidate, * = chosen):\n");
+  for (auto& l : s.layers) {
+    if (l.elided) continue;
+    auto c = l.candidates;
+    std::sort(c.begin(), c.end(), [](auto& x, auto& y) { return (x.second < 0 ? 1e30 : x.second) < (y.second < 0 ? 1e30 : y.second); });
+    std::printf("  %s (%s, %s):", l.name.c_str(), l.op_type.c_str(), l.precision.c_str());
+    if (c.empty()) std::printf(" %s (only candidate)", l.tactic.c_str());
+    for (auto& [name, ms] : c) {
+      if (ms < 0) std::printf("  %s=failed", name.c_str());
+      else std::printf("  %s%s=%.4f", name == l.tactic ? "*" : "", name.c_str(), ms);
+    }
+    std::printf("\n");
+  }
 }
 }  // namespace
 
@@ -170,12 +202,14 @@ Command add_inspect_command(CLI::App& root) {
   app->add_option("target", args->target, "ONNX model or kiln plan")->required();
   app->add_flag("--json", args->json, "print the same information as JSON");
   app->add_flag("--no-opt", args->no_opt, "models: show the graph as imported, without graph passes");
+  app->add_flag("--tactics", args->tactics, "plans: every tactic timed per layer and the winner");
   add_plugins_option(app, args->plugins);
   return {app, [args] {
             load_plugins(args->plugins);
             Inspected r = inspect(args->target, args->no_opt);
             if (args->json) print_json(args->target, r);
             else print_text(args->target, r);
+            if (args->tactics && !args->json) print_tactics(r.summary);
             return 0;
           }};
 }

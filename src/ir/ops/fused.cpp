@@ -10,7 +10,8 @@
 //   swap    - 1 when the chain value is the right-hand operand (Sub(c, v))
 //   alpha/beta - op parameters (LeakyRelu/Elu alpha, HardSigmoid alpha/beta,
 //             Clip min/max), 0 where unused
-// The output has the numpy broadcast of all input dims; fp32 only.
+// The output has the numpy broadcast of all input dims; fp32, or fp16 when
+// every input is fp16 (GPU plans).
 #include <set>
 
 #include "ir/fused_elementwise.h"
@@ -53,9 +54,11 @@ void infer_fused_elementwise(Node& n) {
   Dims dims;
   for (size_t k = 0; k < n.inputs.size(); ++k) {
     const Value& v = input_checked(n, k);
-    if (v.dtype != DataType::kFloat32)
+    // FP16 only where a GPU builder lowered the whole node (every input FP16).
+    const DataType want = input_checked(n, 0).dtype == DataType::kFloat16 ? DataType::kFloat16 : DataType::kFloat32;
+    if (v.dtype != want)
       throw_unsupported(n.label() + ": input '" + v.name + "' has dtype " + dtype_name(v.dtype) +
-                        "; FusedElementwise computes fp32 only");
+                        "; FusedElementwise computes fp32 (or fp16 throughout)");
     dims = k == 0 ? v.dims : broadcast_dims(n, dims, v.dims);
   }
 
@@ -78,12 +81,30 @@ void infer_fused_elementwise(Node& n) {
   }
   if (n.outputs.size() != 1 || !n.outputs[0])
     throw_bad_input(n.label() + ": has exactly one output, got " + std::to_string(n.outputs.size()));
-  set_output(n, 0, DataType::kFloat32, dims);
+  set_output(n, 0, input_checked(n, 0).dtype, dims);
+}
+
+// Reformat: [x] -> y with x's dims, dtype `to` (a DataType code) and the
+// layout the builder gave y. Inserted by GPU builders where precisions or
+// layouts change between layers; it copies, converting both.
+void infer_reformat(Node& n) {
+  if (n.inputs.size() != 1 || n.outputs.size() != 1 || !n.outputs[0])
+    throw_bad_input(n.label() + ": Reformat has one input and one output");
+  const Value& x = input_checked(n, 0);
+  const int64_t to = n.i("to", int64_t(x.dtype));
+  if (to != int64_t(DataType::kFloat32) && to != int64_t(DataType::kFloat16))
+    throw_bad_input(n.label() + ": Reformat converts to fp32 or fp16, got dtype code " + std::to_string(to));
+  if (x.dtype != DataType::kFloat32 && x.dtype != DataType::kFloat16 && to != int64_t(x.dtype))
+    throw_bad_input(n.label() + ": Reformat converts fp32/fp16 inputs only, got " + dtype_name(x.dtype));
+  set_output(n, 0, DataType(to), x.dims);
 }
 
 }  // namespace
 
-void register_fused_ops(OpRegistry& r) { r.add({"kiln", "FusedElementwise", infer_fused_elementwise}); }
+void register_fused_ops(OpRegistry& r) {
+  r.add({"kiln", "FusedElementwise", infer_fused_elementwise});
+  r.add({"kiln", "Reformat", infer_reformat});
+}
 
 bool fusable_unary(const std::string& op) {
   static const std::set<std::string> s = {"Relu", "LeakyRelu", "Sigmoid", "HardSigmoid", "HardSwish",

@@ -49,6 +49,16 @@ void run(const Params& p, const Layout& l, const float* boxes, const float* scor
          int32_t* num_detections, float* detection_boxes, float* detection_scores, int32_t* detection_classes,
          void* workspace);
 
+// The CUDA implementation (efficient_nms_cuda*.cu, built with the CUDA
+// backend only): the same detections as run(), bit for bit, on `stream` (a
+// cudaStream_t). All pointers are device pointers; `workspace` holds
+// cuda_workspace_bytes(l, p) bytes, 256-byte aligned. Only enqueues work (no
+// synchronization, no allocation), so it can be captured into a CUDA graph.
+size_t cuda_workspace_bytes(const Layout& l, const Params& p);
+void run_cuda(const Params& p, const Layout& l, const float* boxes, const float* scores, const float* anchors,
+              int32_t* num_detections, float* detection_boxes, float* detection_scores, int32_t* detection_classes,
+              void* workspace, void* stream);
+
 // Adds the EfficientNMS_TRT creator (version "1", namespace "").
 void register_plugin(PluginRegistry& registry);
 

@@ -1,6 +1,10 @@
 // The EfficientNMS_TRT plugin and its creator (version "1", namespace "").
 // Field names and meanings follow TensorRT's plugin of the same name, so
-// models exported for TensorRT import unchanged.
+// models exported for TensorRT import unchanged. One tactic serves both
+// devices: execute runs the CPU reference, enqueue (CUDA builds) the CUDA
+// kernels, which select the same boxes.
+#include <algorithm>
+
 #include "plugins/efficient_nms/efficient_nms.h"
 
 namespace kiln::plugins::efficient_nms {
@@ -37,15 +41,20 @@ class EfficientNmsPlugin : public Plugin {
     return dtype == ((out == 0 || out == 3) ? DataType::kInt32 : DataType::kFloat32);
   }
 
-  std::vector<std::string> tactics() const override { return {"cpu_sorted_greedy"}; }
+  std::vector<std::string> tactics() const override { return {"sorted_greedy"}; }
 
   void configure(const std::vector<PluginTensorDesc>& in, const std::vector<PluginTensorDesc>&) override {
     std::vector<std::vector<int64_t>> dims;
     for (auto& d : in) dims.push_back(d.dims);
     layout_ = check_shapes(dims, p_);
   }
+  // The plugin cannot tell which device will run it, so it asks for enough for either.
   size_t workspace_size(const std::vector<PluginTensorDesc>&, const std::vector<PluginTensorDesc>&) const override {
+#ifdef KILN_WITH_CUDA
+    return std::max(workspace_bytes(layout_, p_), cuda_workspace_bytes(layout_, p_));
+#else
     return workspace_bytes(layout_, p_);
+#endif
   }
 
   void execute(const std::vector<PluginTensorDesc>&, const std::vector<PluginTensorDesc>&, const void* const* in,
@@ -54,6 +63,16 @@ class EfficientNmsPlugin : public Plugin {
         layout_.anchors ? static_cast<const float*>(in[2]) : nullptr, static_cast<int32_t*>(out[0]),
         static_cast<float*>(out[1]), static_cast<float*>(out[2]), static_cast<int32_t*>(out[3]), workspace);
   }
+
+#ifdef KILN_WITH_CUDA
+  void enqueue(const std::vector<PluginTensorDesc>&, const std::vector<PluginTensorDesc>&, const void* const* in,
+               void* const* out, void* workspace, void* stream) const override {
+    run_cuda(p_, layout_, static_cast<const float*>(in[0]), static_cast<const float*>(in[1]),
+             layout_.anchors ? static_cast<const float*>(in[2]) : nullptr, static_cast<int32_t*>(out[0]),
+             static_cast<float*>(out[1]), static_cast<float*>(out[2]), static_cast<int32_t*>(out[3]), workspace,
+             stream);
+  }
+#endif
 
   FieldCollection serialize_fields() const override {
     FieldCollection f;

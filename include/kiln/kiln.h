@@ -139,8 +139,9 @@ class ExecutionContext {
   // Replays the whole inference as one CUDA graph (default on; GPU only).
   virtual void set_cuda_graph(bool on) { (void)on; }
 
-  // Median time of every layer that runs, over `runs` inferences on the
-  // current inputs, timed one layer at a time (so without CUDA graphs).
+  // Median time of every layer that runs, over `runs` timings on the current
+  // inputs, one layer at a time (GPU: each layer replayed in a CUDA graph of
+  // its own, so the time is the device's, without launch overhead).
   struct LayerTime { std::string name, op_type, tactic; double ms = 0; };
   virtual std::vector<LayerTime> profile(int runs);
 };

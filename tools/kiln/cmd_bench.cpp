@@ -95,7 +95,7 @@ int run_bench(const BenchArgs& a) {
       double total = 0;
       for (auto& l : layers) total += l.ms;
       std::sort(layers.begin(), layers.end(), [](auto& x, auto& y) { return x.ms > y.ms; });
-      std::printf("per layer (median of %d, one layer at a time; sum %.3f ms):\n", a.iterations, total);
+      std::printf("per layer (median of %d, each layer alone in a CUDA graph; sum %.3f ms):\n", a.iterations, total);
       for (auto& l : layers)
         std::printf("  %8.4f ms %5.1f%%  %-24s %-18s %s\n", l.ms, 100.0 * l.ms / total, l.op_type.c_str(),
                     l.tactic.c_str(), l.name.c_str());

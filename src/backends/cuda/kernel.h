@@ -72,6 +72,8 @@ class Registry {
  public:
   static Registry& global();  // built-in kernels, filled on first use
   void add(const std::string& op_type, TacticFactory f, OpTraits traits = {}, const std::string& domain = "");
+  // Offers the tactics of `more` too, after those already registered for the op.
+  void extend(const std::string& op_type, TacticFactory more, const std::string& domain = "");
   const OpTraits* traits(const ir::Node& n) const;  // nullptr: no CUDA kernel for this op
   // Every tactic for `n`; throws kUnsupported naming the node when there is none.
   std::vector<Tactic> tactics(const ir::Node& n) const;
@@ -99,6 +101,7 @@ TensorDesc desc_of(const ir::Node& n, const ir::Value& v);
 
 // One registration function per op family file.
 void register_conv_kernels(Registry&);
+void register_conv_gemm_kernels(Registry&);  // 1x1 convolutions on cuBLASLt (extends Conv)
 void register_gemm_kernels(Registry&);
 void register_elementwise_kernels(Registry&);
 void register_pool_kernels(Registry&);

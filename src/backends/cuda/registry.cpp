@@ -117,6 +117,7 @@ Registry& Registry::global() {
   static Registry* r = [] {
     auto* g = new Registry();
     register_conv_kernels(*g);
+    register_conv_gemm_kernels(*g);
     register_gemm_kernels(*g);
     register_elementwise_kernels(*g);
     register_pool_kernels(*g);
@@ -131,6 +132,20 @@ Registry& Registry::global() {
 
 void Registry::add(const std::string& op_type, TacticFactory f, OpTraits traits, const std::string& domain) {
   entries_.push_back({domain, op_type, std::move(f), std::move(traits)});
+}
+
+void Registry::extend(const std::string& op_type, TacticFactory more, const std::string& domain) {
+  for (Entry& e : entries_)
+    if (e.op_type == op_type && e.domain == domain) {
+      e.make = [first = std::move(e.make), more = std::move(more)](const ir::Node& n, std::string* why) {
+        std::vector<Tactic> t = first(n, why);
+        std::string why_more;
+        for (Tactic& x : more(n, &why_more)) t.push_back(std::move(x));
+        return t;
+      };
+      return;
+    }
+  throw_internal("Registry::extend: no kernels registered for " + op_type);
 }
 
 const Registry::Entry* Registry::entry(const ir::Node& n) const {

@@ -2,7 +2,7 @@
 # that scripts/device_bundle.sh gathered: puts .carry/dist and the machine's
 # cuDNN / cuBLAS / CUDA runtime (from its Python venv, if that is where they
 # live) on the loader path.
-[ -d .carry/dist ] || tar -C .carry -xJf .carry/dist.tar.xz
+[ -d .carry/dist ] || [ ! -f .carry/dist.tar.xz ] || tar -C .carry -xJf .carry/dist.tar.xz
 _kiln_nv=$(python3 - <<'P'
 import glob, os, site
 dirs = set()

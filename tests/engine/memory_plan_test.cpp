@@ -445,11 +445,7 @@ TEST(MemoryPlanEngine, SsdHeadMatchesHandComputedConcat) {
   for (auto& [name, t] : ref) EXPECT_EQ(t.data, got.at(name).data) << name;
 }
 
-std::filesystem::path seed_model() {
-  auto p = std::filesystem::path(__FILE__).parent_path().parent_path() / "models" / "seed_cbr_ssd.onnx";
-  if (const char* root = std::getenv("KILN_SOURCE_DIR")) p = std::filesystem::path(root) / "tests/models/seed_cbr_ssd.onnx";
-  return p;
-}
+std::filesystem::path seed_model() { return test::seed_model_path(); }
 
 void expect_same_as_naive(int batch, bool concat_elided) {
   auto path = seed_model();

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <filesystem>
 #include <limits>
 #include <random>
 
@@ -95,6 +96,12 @@ int64_t ravel(const std::vector<int64_t>& idx, const ir::Dims& dims) {
   int64_t f = 0;
   for (size_t i = 0; i < dims.size(); ++i) f = f * dims[i] + idx[i];
   return f;
+}
+
+std::string seed_model_path() {
+  auto p = std::filesystem::path(__FILE__).parent_path().parent_path() / "models" / "seed_cbr_ssd.onnx";
+  if (const char* root = std::getenv("KILN_SOURCE_DIR")) p = std::filesystem::path(root) / "tests/models/seed_cbr_ssd.onnx";
+  return p.string();
 }
 
 std::string example_plugin_path() {

@@ -47,6 +47,9 @@ int64_t ravel(const std::vector<int64_t>& idx, const ir::Dims& dims);
 // The code of the kiln::Error `f` throws; kInternal if it throws none.
 ErrorCode code_of(const std::function<void()>& f);
 
+// tests/models/seed_cbr_ssd.onnx (under $KILN_SOURCE_DIR when set).
+std::string seed_model_path();
+
 // The example plugin library: $KILN_EXAMPLE_PLUGIN if set (tests run from a
 // copied build), else the path the build wrote it to.
 std::string example_plugin_path();

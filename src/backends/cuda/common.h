@@ -6,6 +6,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -40,6 +41,13 @@ inline unsigned grid_for(int64_t n, int threads = 256) {
   if (b > 65535LL * 32) b = 65535LL * 32;
   return unsigned(b);
 }
+
+// Device time of `enqueue` (which must only launch work on `s`): `per_graph`
+// calls captured into one CUDA graph, replayed `runs` times and timed with
+// events; returns the median milliseconds per call. Being graph replays, the
+// times exclude host launch overhead, as in an engine's CUDA graph. Throws
+// what enqueue throws, or kInternal if the work cannot be captured.
+double graph_replay_ms(const std::function<void()>& enqueue, cudaStream_t s, int runs, int per_graph = 8);
 
 // Constant input k of n as a host tensor (nullptr if absent or not constant).
 const ir::Tensor* constant_input(const ir::Node& n, size_t k);

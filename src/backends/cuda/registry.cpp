@@ -1,6 +1,7 @@
 // The CUDA kernel registry and the helpers in common.h / libraries.h.
 #include <cuda_fp16.h>
 
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -80,6 +81,43 @@ DevicePtr upload(const ir::Tensor& t, DataType as) {
     return upload(h.data(), h.size() * sizeof(__half));
   }
   throw_internal(std::string("upload: cannot convert a ") + dtype_name(t.dtype()) + " constant to " + dtype_name(as));
+}
+
+double graph_replay_ms(const std::function<void()>& enqueue, cudaStream_t s, int runs, int per_graph) {
+  cudaGraph_t graph = nullptr;
+  KILN_CUDA_CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+  try {
+    for (int i = 0; i < per_graph; ++i) enqueue();
+  } catch (...) {
+    cudaStreamEndCapture(s, &graph);
+    if (graph) cudaGraphDestroy(graph);
+    throw;
+  }
+  KILN_CUDA_CHECK(cudaStreamEndCapture(s, &graph));
+  cudaGraphExec_t exec = nullptr;
+  const cudaError_t inst = cudaGraphInstantiate(&exec, graph, 0);
+  cudaGraphDestroy(graph);
+  KILN_CUDA_CHECK(inst);
+  std::unique_ptr<CUgraphExec_st, cudaError_t (*)(cudaGraphExec_t)> exec_guard(exec, cudaGraphExecDestroy);
+  cudaEvent_t e0 = nullptr, e1 = nullptr;
+  KILN_CUDA_CHECK(cudaEventCreate(&e0));
+  std::unique_ptr<CUevent_st, cudaError_t (*)(cudaEvent_t)> g0(e0, cudaEventDestroy);
+  KILN_CUDA_CHECK(cudaEventCreate(&e1));
+  std::unique_ptr<CUevent_st, cudaError_t (*)(cudaEvent_t)> g1(e1, cudaEventDestroy);
+  KILN_CUDA_CHECK(cudaGraphLaunch(exec, s));  // first replay uploads the graph
+  KILN_CUDA_CHECK(cudaStreamSynchronize(s));
+  std::vector<double> ms;
+  for (int i = 0; i < std::max(runs, 1); ++i) {
+    KILN_CUDA_CHECK(cudaEventRecord(e0, s));
+    KILN_CUDA_CHECK(cudaGraphLaunch(exec, s));
+    KILN_CUDA_CHECK(cudaEventRecord(e1, s));
+    KILN_CUDA_CHECK(cudaEventSynchronize(e1));
+    float t = 0;
+    KILN_CUDA_CHECK(cudaEventElapsedTime(&t, e0, e1));
+    ms.push_back(double(t) / per_graph);
+  }
+  std::nth_element(ms.begin(), ms.begin() + ms.size() / 2, ms.end());
+  return ms[ms.size() / 2];
 }
 
 const ir::Tensor* constant_input(const ir::Node& n, size_t k) {

@@ -137,47 +137,13 @@ LayerBuffers make_buffers(const ir::Node& n, std::mt19937& rng) {
 // legacy calls spend tens of microseconds on the host). A tactic that cannot
 // be captured cannot run in the engine's graph either: it throws here.
 double time_tactic(const cuda::Tactic& t, const LayerBuffers& b, cudaStream_t s, cuda::Libraries& libs, int runs) {
-  constexpr int kPerGraph = 8;
   auto kernel = t.make();
   cuda::DevicePtr ws;
   if (kernel->workspace_bytes()) ws = cuda::device_alloc(kernel->workspace_bytes());
   cuda::Launch l{s, ws.get(), &libs};
   for (int i = 0; i < 2; ++i) kernel->enqueue(b.in, b.out, l);  // lazy initialization outside the capture
   KILN_CUDA_CHECK(cudaStreamSynchronize(s));
-  cudaGraph_t graph = nullptr;
-  cudaGraphExec_t exec = nullptr;
-  KILN_CUDA_CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
-  try {
-    for (int i = 0; i < kPerGraph; ++i) kernel->enqueue(b.in, b.out, l);
-  } catch (...) {
-    cudaStreamEndCapture(s, &graph);
-    if (graph) cudaGraphDestroy(graph);
-    throw;
-  }
-  KILN_CUDA_CHECK(cudaStreamEndCapture(s, &graph));
-  const cudaError_t inst = cudaGraphInstantiate(&exec, graph, 0);
-  cudaGraphDestroy(graph);
-  KILN_CUDA_CHECK(inst);
-  std::unique_ptr<CUgraphExec_st, cudaError_t (*)(cudaGraphExec_t)> exec_guard(exec, cudaGraphExecDestroy);
-  KILN_CUDA_CHECK(cudaGraphLaunch(exec, s));
-  KILN_CUDA_CHECK(cudaStreamSynchronize(s));
-  cudaEvent_t e0, e1;
-  KILN_CUDA_CHECK(cudaEventCreate(&e0));
-  KILN_CUDA_CHECK(cudaEventCreate(&e1));
-  std::vector<double> ms;
-  for (int i = 0; i < runs; ++i) {
-    KILN_CUDA_CHECK(cudaEventRecord(e0, s));
-    KILN_CUDA_CHECK(cudaGraphLaunch(exec, s));
-    KILN_CUDA_CHECK(cudaEventRecord(e1, s));
-    KILN_CUDA_CHECK(cudaEventSynchronize(e1));
-    float t_ms = 0;
-    KILN_CUDA_CHECK(cudaEventElapsedTime(&t_ms, e0, e1));
-    ms.push_back(double(t_ms) / kPerGraph);
-  }
-  cudaEventDestroy(e0);
-  cudaEventDestroy(e1);
-  std::nth_element(ms.begin(), ms.begin() + ms.size() / 2, ms.end());
-  return ms[ms.size() / 2];
+  return cuda::graph_replay_ms([&] { kernel->enqueue(b.in, b.out, l); }, s, runs);
 }
 
 std::string fmt_ms(double ms) {

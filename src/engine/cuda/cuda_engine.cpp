@@ -149,39 +149,15 @@ class CudaContext : public ExecutionContext {
   // replayed, so the time is the GPU's, as in the whole-network graph, not the
   // host's launch overhead.
   std::vector<LayerTime> profile(int runs) override {
-    constexpr int kPerGraph = 8;
     const ir::Graph& g = *m_->graph;
     std::vector<LayerTime> out;
-    cudaEvent_t e0, e1;
-    KILN_CUDA_CHECK(cudaEventCreate(&e0));
-    KILN_CUDA_CHECK(cudaEventCreate(&e1));
     for (size_t k = 0; k < g.nodes().size(); ++k) {
       if (!m_->kernels[k]) continue;
-      cudaGraph_t graph = nullptr;
-      cudaGraphExec_t exec = nullptr;
-      KILN_CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
-      for (int i = 0; i < kPerGraph; ++i) m_->kernels[k]->enqueue(ins_[k], outs_[k], launch(stream_));
-      KILN_CUDA_CHECK(cudaStreamEndCapture(stream_, &graph));
-      const cudaError_t inst = cudaGraphInstantiate(&exec, graph, 0);
-      cudaGraphDestroy(graph);
-      KILN_CUDA_CHECK(inst);
-      std::vector<double> ms;
-      for (int r = 0; r < std::max(runs, 1); ++r) {
-        KILN_CUDA_CHECK(cudaEventRecord(e0, stream_));
-        KILN_CUDA_CHECK(cudaGraphLaunch(exec, stream_));
-        KILN_CUDA_CHECK(cudaEventRecord(e1, stream_));
-        KILN_CUDA_CHECK(cudaEventSynchronize(e1));
-        float t = 0;
-        KILN_CUDA_CHECK(cudaEventElapsedTime(&t, e0, e1));
-        ms.push_back(double(t) / kPerGraph);
-      }
-      cudaGraphExecDestroy(exec);
+      const double ms =
+          cuda::graph_replay_ms([&] { m_->kernels[k]->enqueue(ins_[k], outs_[k], launch(stream_)); }, stream_, runs);
       const ir::Node& n = *g.nodes()[k];
-      std::nth_element(ms.begin(), ms.begin() + ms.size() / 2, ms.end());
-      out.push_back({n.name, n.domain.empty() ? n.op_type : n.domain + "::" + n.op_type, n.tactic, ms[ms.size() / 2]});
+      out.push_back({n.name, n.domain.empty() ? n.op_type : n.domain + "::" + n.op_type, n.tactic, ms});
     }
-    cudaEventDestroy(e0);
-    cudaEventDestroy(e1);
     return out;
   }
 

@@ -14,3 +14,9 @@ echo "== ONNX backend node tests"
 build/tests/kiln_node_tests --data "$KILN_ONNX_NODE_DATA"
 echo "== end-to-end tests"
 .venv/bin/python -m pytest -q tests/e2e
+
+# CI also runs the sanitizer builds and a short fuzz run (scripts/hardening.sh);
+# set KILN_HARDENING=1 to run them locally.
+if [ "${CI:-}" = "true" ] || [ "${KILN_HARDENING:-}" = "1" ]; then
+  scripts/hardening.sh
+fi

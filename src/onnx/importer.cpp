@@ -118,6 +118,11 @@ void add_graph_input(Ctx& c, const onnx::ValueInfoProto& vi) {
                       "with a fixed size for this axis");
   }
   if (c.g.value(name)) throw_bad_input("graph input '" + name + "' is declared twice");
+  try {
+    ir::numel_of(dims);  // overflow is refused here, naming the input, before anything is sized by it
+  } catch (const Error& e) {
+    throw_bad_input("graph input '" + name + "': " + e.what());
+  }
   ir::Value* v = c.g.add_value(name);
   v->dtype = dt;
   v->dims = std::move(dims);

@@ -11,42 +11,6 @@
 
 namespace kiln::cpu {
 
-Activation Activation::from_node(const ir::Node& n) {
-  Activation act;
-  if (!n.has("activation")) return act;
-  std::string s = n.s("activation", "");
-  std::vector<float> p = n.floats("activation_params");
-  auto need = [&](size_t k) {
-    if (p.size() != k)
-      throw_bad_input(n.label() + ": fused activation '" + s + "' needs " + std::to_string(k) + " activation_params");
-  };
-  if (s == "Relu") { need(0); act.kind = kRelu; }
-  else if (s == "LeakyRelu") { need(1); act.kind = kLeakyRelu; act.a = p[0]; }
-  else if (s == "Clip") { need(2); act.kind = kClip; act.a = p[0]; act.b = p[1]; }
-  else if (s == "Sigmoid") { need(0); act.kind = kSigmoid; }
-  else if (s == "HardSigmoid") { need(2); act.kind = kHardSigmoid; act.a = p[0]; act.b = p[1]; }
-  else if (s == "HardSwish") { need(0); act.kind = kHardSwish; }
-  else if (s == "Tanh") { need(0); act.kind = kTanh; }
-  else if (s == "SiLU") { need(0); act.kind = kSiLU; }
-  else throw_unsupported(n.label() + ": fused activation '" + s + "' is not supported by the CPU kernel");
-  return act;
-}
-
-std::string Activation::name() const {
-  switch (kind) {
-    case kNone: return "";
-    case kRelu: return "relu";
-    case kLeakyRelu: return "leakyrelu";
-    case kClip: return "clip";
-    case kSigmoid: return "sigmoid";
-    case kHardSigmoid: return "hardsigmoid";
-    case kHardSwish: return "hardswish";
-    case kTanh: return "tanh";
-    case kSiLU: return "silu";
-  }
-  return "";
-}
-
 namespace {
 
 // Scalar epilogue body; split by whether there is a residual so the common

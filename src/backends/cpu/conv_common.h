@@ -10,17 +10,13 @@
 #include <vector>
 
 #include "backends/cpu/kernel.h"
+#include "ir/fused_activation.h"
 
 namespace kiln::cpu {
 
 // Activation fused into a kernel's epilogue (Conv / Gemm attribute
 // `activation`, parameters in `activation_params`; see src/ir/ops/conv.cpp).
-struct Activation {
-  enum Kind { kNone, kRelu, kLeakyRelu, kClip, kSigmoid, kHardSigmoid, kHardSwish, kTanh, kSiLU } kind = kNone;
-  float a = 0.f, b = 0.f;
-  static Activation from_node(const ir::Node& n);
-  std::string name() const;  // "" for none
-};
+using Activation = ir::FusedActivation;
 
 // The fused epilogue on one row: y[i] = act(y[i] + bias + z_scale * z[i])
 // for i in [0, len). z (a residual, or Gemm's C row) may be null.

@@ -10,33 +10,6 @@
 
 namespace kiln::cuda {
 
-Activation Activation::from_node(const ir::Node& n) {
-  Activation act;
-  if (!n.has("activation")) return act;
-  const std::string s = n.s("activation", "");
-  const std::vector<float> p = n.floats("activation_params");
-  auto need = [&](size_t k) {
-    if (p.size() != k)
-      throw_bad_input(n.label() + ": fused activation '" + s + "' needs " + std::to_string(k) +
-                      " activation_params, got " + std::to_string(p.size()));
-  };
-  if (s == "Relu") { need(0); act.kind = kRelu; }
-  else if (s == "LeakyRelu") { need(1); act.kind = kLeakyRelu; act.a = p[0]; }
-  else if (s == "Clip") { need(2); act.kind = kClip; act.a = p[0]; act.b = p[1]; }
-  else if (s == "Sigmoid") { need(0); act.kind = kSigmoid; }
-  else if (s == "HardSigmoid") { need(2); act.kind = kHardSigmoid; act.a = p[0]; act.b = p[1]; }
-  else if (s == "HardSwish") { need(0); act.kind = kHardSwish; }
-  else if (s == "Tanh") { need(0); act.kind = kTanh; }
-  else if (s == "SiLU") { need(0); act.kind = kSiLU; }
-  else throw_unsupported(n.label() + ": fused activation '" + s + "' has no CUDA epilogue; build for the CPU");
-  return act;
-}
-
-std::string Activation::name() const {
-  static const char* names[] = {"", "relu", "leakyrelu", "clip", "sigmoid", "hardsigmoid", "hardswish", "tanh", "silu"};
-  return names[int(kind)];
-}
-
 void strides4(const ir::Node& n, const ir::Value& v, int64_t dims[4], int64_t strides[4]) {
   std::vector<int64_t> d = v.dims, s = strides_of(v);
   // Trailing axes past the 4th merge into one when contiguous (3-D convolution outputs).

@@ -15,21 +15,14 @@
 #include <cstdint>
 #include <string>
 
+#include "ir/fused_activation.h"
 #include "ir/graph.h"
 #include "kiln/types.h"
 
 namespace kiln::cuda {
 
 // A Conv / Gemm fused activation (attributes `activation`, `activation_params`).
-struct Activation {
-  enum Kind : int { kNone, kRelu, kLeakyRelu, kClip, kSigmoid, kHardSigmoid, kHardSwish, kTanh, kSiLU };
-  Kind kind = kNone;
-  float a = 0.f, b = 0.f;  // LeakyRelu alpha; Clip min/max; HardSigmoid alpha/beta
-  // Throws kUnsupported / kBadInput naming the node for an unknown name or
-  // the wrong number of parameters.
-  static Activation from_node(const ir::Node& n);
-  std::string name() const;  // "" for none
-};
+using Activation = ir::FusedActivation;
 
 #ifdef __CUDACC__
 __device__ __forceinline__ float apply_activation(const Activation& act, float v) {

@@ -13,6 +13,7 @@
 // Kernels apply bias, Z and the activation in one epilogue, in that order.
 #include <string>
 
+#include "ir/fused_activation.h"
 #include "ir/op_registry.h"
 #include "ir/ops/conv_window.h"
 #include "kiln/error.h"
@@ -26,18 +27,7 @@ bool is_float(DataType t) { return t == DataType::kFloat32 || t == DataType::kFl
 }  // namespace
 
 // Shared with Gemm's inference (gemm.cpp), which carries the same pair.
-void check_fused_activation(const Node& n) {
-  if (!n.has("activation")) return;
-  std::string a = n.s("activation", "");
-  size_t want;
-  if (a == "Relu" || a == "Sigmoid" || a == "HardSwish" || a == "Tanh" || a == "SiLU") want = 0;
-  else if (a == "LeakyRelu") want = 1;
-  else if (a == "Clip" || a == "HardSigmoid") want = 2;
-  else throw_unsupported(n.label() + ": fused activation '" + a + "' is not supported");
-  if (n.floats("activation_params").size() != want)
-    throw_bad_input(n.label() + ": fused activation '" + a + "' needs " + std::to_string(want) +
-                    " activation_params");
-}
+void check_fused_activation(const Node& n) { FusedActivation::from_node(n); }
 
 namespace {
 

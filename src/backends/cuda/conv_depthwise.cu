@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "backends/cuda/common.h"
+#include "backends/cuda/half_convert.cuh"
 #include "backends/cuda/conv_depthwise.h"
 #include "backends/cuda/epilogue.h"
 #include "kiln/error.h"
@@ -17,12 +18,6 @@ namespace kiln::cuda {
 
 namespace {
 
-template <typename T> __device__ __forceinline__ float to_f(T v);
-template <> __device__ __forceinline__ float to_f<float>(float v) { return v; }
-template <> __device__ __forceinline__ float to_f<__half>(__half v) { return __half2float(v); }
-template <typename T> __device__ __forceinline__ T from_f(float v);
-template <> __device__ __forceinline__ float from_f<float>(float v) { return v; }
-template <> __device__ __forceinline__ __half from_f<__half>(float v) { return __float2half_rn(v); }
 
 __device__ __forceinline__ float2 load2(const float* p) { return *reinterpret_cast<const float2*>(p); }
 __device__ __forceinline__ float2 load2(const __half* p) { return __half22float2(*reinterpret_cast<const __half2*>(p)); }

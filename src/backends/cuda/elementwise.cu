@@ -15,6 +15,7 @@
 #include <limits>
 
 #include "backends/cuda/common.h"
+#include "backends/cuda/half_convert.cuh"
 #include "backends/cuda/elementwise_ops.cuh"
 #include "backends/cuda/tensor_plan.cuh"
 
@@ -51,11 +52,6 @@ template <class T, int N> struct alignas(sizeof(T) * N) Pack {
   T v[N];
 };
 
-__device__ __forceinline__ float to_f(float x) { return x; }
-__device__ __forceinline__ float to_f(__half x) { return __half2float(x); }
-template <class T> __device__ __forceinline__ T from_f(float x);
-template <> __device__ __forceinline__ float from_f<float>(float x) { return x; }
-template <> __device__ __forceinline__ __half from_f<__half>(float x) { return __float2half_rn(x); }
 
 // off[k] without dynamic indexing (which would force the array to local memory).
 template <class I> __device__ __forceinline__ I pick(const I (&off)[kOps], int k) {

@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "backends/cuda/common.h"
+#include "backends/cuda/half_convert.cuh"
 #include "backends/cuda/epilogue.h"
 #include "backends/cuda/kernel.h"
 #include "kiln/error.h"
@@ -44,12 +45,6 @@ Epilogue Epilogue::for_value(const ir::Node& n, const ir::Value& v) {
 
 namespace {
 
-template <typename T> __device__ __forceinline__ float to_f(T v);
-template <> __device__ __forceinline__ float to_f<float>(float v) { return v; }
-template <> __device__ __forceinline__ float to_f<__half>(__half v) { return __half2float(v); }
-template <typename T> __device__ __forceinline__ T from_f(float v);
-template <> __device__ __forceinline__ float from_f<float>(float v) { return v; }
-template <> __device__ __forceinline__ __half from_f<__half>(float v) { return __float2half_rn(v); }
 
 // What the kernels need, passed by value.
 struct Args {

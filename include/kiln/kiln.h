@@ -100,10 +100,12 @@ OptimizationReport optimize_report(const Network& network);
 struct BuilderConfig {
   Device device = Device::kCpu;
   bool optimize = true;  // run graph passes
-  // CUDA: run layers in FP16 where an FP16 kernel exists, except those named
-  // in fp32_layers. Outputs stay in the model's dtypes.
+  // CUDA: allow FP16. A layer runs in FP16 where it has an FP16 kernel and
+  // its timed FP16 tactic beats FP32 (reformats counted); layers named in
+  // fp16_layers ("*" = all) run in FP16 whatever the timing, those in
+  // fp32_layers stay FP32. Outputs stay in the model's dtypes.
   bool fp16 = false;
-  std::vector<std::string> fp32_layers;
+  std::vector<std::string> fp32_layers, fp16_layers;
   // CUDA: file of tactic timings to reuse and extend ("" = time everything).
   std::string timing_cache;
 };

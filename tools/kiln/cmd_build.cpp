@@ -1,4 +1,4 @@
-// kiln build MODEL.onnx -o ENGINE.plan [--device cpu|cuda] [--fp16] [--fp32-layer NAME ...]
+// kiln build MODEL.onnx -o ENGINE.plan [--device cpu|cuda] [--fp16] [--fp16-layer NAME|'*' ...] [--fp32-layer NAME ...]
 //       [--timing-cache FILE] [--batch N] [--no-opt] [--plugins LIB.so ...]
 // kiln build --from-plan OTHER.plan -o NEW.plan --device cuda   (re-tune for this GPU)
 #include <chrono>
@@ -10,7 +10,7 @@ namespace kiln::cli {
 
 namespace {
 struct BuildArgs {
-  std::vector<std::string> plugins, fp32_layers;
+  std::vector<std::string> plugins, fp32_layers, fp16_layers;
   std::string model, from_plan, output, device = "cpu", timing_cache;
   int batch = 0;
   bool no_opt = false, fp16 = false;
@@ -20,14 +20,16 @@ int run_build(const BuildArgs& a) {
   load_plugins(a.plugins);
   if (a.model.empty() == a.from_plan.empty())
     throw_usage("give either a model file or --from-plan PLAN, not both");
-  if ((a.fp16 || !a.fp32_layers.empty() || !a.timing_cache.empty()) && a.device != "cuda")
-    throw_usage("--fp16, --fp32-layer and --timing-cache apply to GPU builds: add --device cuda");
+  if ((a.fp16 || !a.fp32_layers.empty() || !a.fp16_layers.empty() || !a.timing_cache.empty()) && a.device != "cuda")
+    throw_usage("--fp16, --fp16-layer, --fp32-layer and --timing-cache apply to GPU builds: add --device cuda");
+  if (!a.fp16_layers.empty() && !a.fp16) throw_usage("--fp16-layer forces layers to FP16: add --fp16");
   auto start = std::chrono::steady_clock::now();
   BuilderConfig cfg;
   cfg.device = a.device == "cuda" ? Device::kCuda : Device::kCpu;
   cfg.optimize = !a.no_opt;
   cfg.fp16 = a.fp16;
   cfg.fp32_layers = a.fp32_layers;
+  cfg.fp16_layers = a.fp16_layers;
   cfg.timing_cache = a.timing_cache;
   std::vector<uint8_t> plan;
   if (!a.from_plan.empty()) {
@@ -57,7 +59,8 @@ Command add_build_command(CLI::App& root) {
   app->add_option("--from-plan", args->from_plan, "re-tune this plan for this GPU instead of reading a model");
   app->add_option("-o,--output", args->output, "plan file to write")->required();
   app->add_option("--device", args->device, "target device")->check(CLI::IsMember({"cpu", "cuda"}));
-  app->add_flag("--fp16", args->fp16, "GPU: run layers in FP16 where an FP16 kernel exists");
+  app->add_flag("--fp16", args->fp16, "GPU: run layers in FP16 where an FP16 kernel exists and is faster");
+  app->add_option("--fp16-layer", args->fp16_layers, "GPU: run this layer in FP16 even if slower ('*': all; repeatable)");
   app->add_option("--fp32-layer", args->fp32_layers, "GPU: keep this layer in FP32 (repeatable)");
   app->add_option("--timing-cache", args->timing_cache, "GPU: tactic timing cache file to read and update");
   app->add_option("--batch", args->batch, "value for a symbolic batch dimension")->check(CLI::PositiveNumber);

@@ -44,6 +44,16 @@ void load_plugins(const std::vector<std::string>& libraries) {
 }
 
 namespace {
+// --verbose: every diagnostic, including each layer's tactic timing, on stderr.
+class VerboseLogger : public Logger {
+ public:
+  void log(Severity severity, const std::string& message) override {
+    static const char* names[] = {"error", "warning", "info", "verbose"};
+    std::fprintf(stderr, "kiln: %s: %s\n", names[int(severity)], message.c_str());
+    std::fflush(stderr);
+  }
+};
+
 int fail(int code, const std::string& message) {
   std::fprintf(stderr, "kiln: error: %s\n", message.c_str());
   return code;
@@ -54,6 +64,9 @@ int main(int argc, char** argv) {
   CLI::App app{"kiln: bake an ONNX model into an inference engine plan, then run or inspect it"};
   app.set_version_flag("--version", std::string("kiln ") + version());
   app.require_subcommand(1);
+  app.fallthrough();  // global flags (--verbose) may follow the command
+  bool verbose = false;
+  app.add_flag("-v,--verbose", verbose, "print every diagnostic (per-layer tactic timing included) on stderr");
   std::vector<Command> commands = {add_build_command(app), add_run_command(app), add_inspect_command(app),
                                   add_bench_command(app), add_detect_command(app)};
   try {
@@ -67,6 +80,8 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return fail(2, std::string(e.what()) + " (see `kiln --help`)");
   }
+  static VerboseLogger verbose_logger;
+  if (verbose) set_logger(&verbose_logger);
   try {
     for (auto& c : commands)
       if (c.app->parsed()) return c.run();

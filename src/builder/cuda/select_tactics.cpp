@@ -136,13 +136,29 @@ LayerBuffers make_buffers(const ir::Node& n, std::mt19937& rng) {
 // the host's launch overhead (which a graph replay does not pay; cuDNN's
 // legacy calls spend tens of microseconds on the host). A tactic that cannot
 // be captured cannot run in the engine's graph either: it throws here.
-double time_tactic(const cuda::Tactic& t, const LayerBuffers& b, cudaStream_t s, cuda::Libraries& libs, int runs) {
+double time_tactic(const cuda::Tactic& t, const LayerBuffers& b, cudaStream_t s, cuda::Libraries& libs, int runs,
+                   double best_ms) {
   auto kernel = t.make();
   cuda::DevicePtr ws;
   if (kernel->workspace_bytes()) ws = cuda::device_alloc(kernel->workspace_bytes());
   cuda::Launch l{s, ws.get(), &libs};
-  for (int i = 0; i < 2; ++i) kernel->enqueue(b.in, b.out, l);  // lazy initialization outside the capture
-  KILN_CUDA_CHECK(cudaStreamSynchronize(s));
+  kernel->enqueue(b.in, b.out, l);  // lazy initialization outside the capture
+  // One timed probe launch first: a candidate far slower than the best so far
+  // (cuDNN's FFT algorithms on a depthwise convolution take milliseconds
+  // where the winner takes microseconds) keeps its probe time and is not
+  // replayed, so one bad candidate cannot stretch a build by minutes.
+  cudaEvent_t e0 = nullptr, e1 = nullptr;
+  KILN_CUDA_CHECK(cudaEventCreate(&e0));
+  std::unique_ptr<CUevent_st, cudaError_t (*)(cudaEvent_t)> g0(e0, cudaEventDestroy);
+  KILN_CUDA_CHECK(cudaEventCreate(&e1));
+  std::unique_ptr<CUevent_st, cudaError_t (*)(cudaEvent_t)> g1(e1, cudaEventDestroy);
+  KILN_CUDA_CHECK(cudaEventRecord(e0, s));
+  kernel->enqueue(b.in, b.out, l);
+  KILN_CUDA_CHECK(cudaEventRecord(e1, s));
+  KILN_CUDA_CHECK(cudaEventSynchronize(e1));
+  float probe = 0;
+  KILN_CUDA_CHECK(cudaEventElapsedTime(&probe, e0, e1));
+  if (best_ms > 0 && probe > 8 * best_ms + 0.05) return probe;
   return cuda::graph_replay_ms([&] { kernel->enqueue(b.in, b.out, l); }, s, runs);
 }
 
@@ -187,12 +203,14 @@ TimingStats select_tactics(ir::Graph& g, const Options& o) {
         continue;
       }
     }
+    log_message(Severity::kVerbose, n.label() + ": timing " + std::to_string(tactics.size()) + " tactics");
     LayerBuffers b = make_buffers(n, rng);
     std::string times, best, first_error;
     double best_ms = 0;
     for (const cuda::Tactic& t : tactics) {
       try {
-        const double ms = time_tactic(t, b, s, libs, o.timing_runs);
+        const double ms = time_tactic(t, b, s, libs, o.timing_runs, best.empty() ? 0.0 : best_ms);
+        log_message(Severity::kVerbose, n.label() + ": " + t.name + " " + fmt_ms(ms) + " ms");
         times += (times.empty() ? "" : ";") + t.name + "=" + fmt_ms(ms);
         if (best.empty() || ms < best_ms) best = t.name, best_ms = ms;
       } catch (const Error& e) {

@@ -41,6 +41,10 @@ struct TensorInfo {
   DataType dtype = DataType::kFloat32;
   std::vector<int64_t> shape;
   int batch_axis = -1;  // axis that scales with the batch, -1 if none
+  // The data decides axis 0's extent (ONNX NonMaxSuppression's
+  // selected_indices): shape[0] is the most it can be, and run() returns the
+  // rows actually produced.
+  bool dynamic_rows = false;
 };
 
 // One layer as a user sees it in `kiln inspect`.

@@ -15,6 +15,7 @@
 
 #include "backends/cpu/kernel.h"
 #include "engine/memory_plan.h"
+#include "engine/row_counts.h"
 #include "engine/summary.h"
 #include "ir/op_registry.h"
 
@@ -30,6 +31,7 @@ struct CpuModel {
   std::vector<std::unique_ptr<cpu::Kernel>> kernels;  // one per node, in node order
   MemoryPlan memory;
   std::vector<TensorInfo> inputs, outputs;
+  std::unique_ptr<RowCounts> row_counts;
   NetworkSummary summary;
   std::string origin, device;
   // Every runtime tensor (graph input or node output) gets a slot.
@@ -111,6 +113,7 @@ class CpuContext : public ExecutionContext {
     std::map<std::string, HostTensor> out;
     for (const ir::Value* v : g.outputs)
       out[v->name] = v->is_constant() ? v->constant->to_host() : slots_[m_->slot.at(v)].to_host();
+    m_->row_counts->trim(out);
     return out;
   }
 
@@ -193,7 +196,8 @@ std::unique_ptr<Engine> make_cpu_engine(std::unique_ptr<ir::Graph> graph, const 
     m->kernels.push_back(std::move(kernel));
   }
   for (const ir::Value* v : g.inputs) m->inputs.push_back(tensor_info(*v));
-  for (const ir::Value* v : g.outputs) m->outputs.push_back(tensor_info(*v));
+  m->row_counts = std::make_unique<RowCounts>(g, origin);
+  m->outputs = m->row_counts->outputs(g);
   // Activation sizes come from the plan file; the planner checks them all,
   // so a hostile plan fails here with kBadInput rather than at a context.
   m->memory = plan_memory(g, memory_plan_options_from_env());

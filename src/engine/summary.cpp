@@ -5,6 +5,8 @@
 
 #include <set>
 
+#include "engine/row_counts.h"
+
 namespace kiln {
 
 TensorInfo tensor_info(const ir::Value& v) {
@@ -58,7 +60,7 @@ NetworkSummary summarize_graph(const ir::Graph& g, const MemoryPlan* plan) {
       s.pass_notes.push_back(it->second.substr(start, end - start));
   }
   for (const ir::Value* v : g.inputs) s.inputs.push_back(tensor_info(*v));
-  for (const ir::Value* v : g.outputs) s.outputs.push_back(tensor_info(*v));
+  s.outputs = RowCounts(g, "<network>").outputs(g);
   std::set<const ir::Value*> weights;
   for (const ir::Value* v : g.outputs)
     if (v->is_constant()) weights.insert(v);

@@ -1,6 +1,7 @@
 // State shared by the importer's parts (importer.cpp: model and node loop,
 // canonicalize.cpp: old-opset rewrites, functions.cpp: function expansion,
-// elem_types.cpp: element-type tracking for context-dependent functions).
+// elem_types.cpp: element-type tracking for context-dependent functions,
+// import_nms.cpp: NonMaxSuppression).
 #pragma once
 
 #include <map>
@@ -86,6 +87,20 @@ bool expand_function(Ctx& c, Scope& s, const onnx::NodeProto& np, const std::str
                      const std::string& domain, int opset);
 // Does (domain, op) name a model-local function or an ONNX function body?
 bool has_function(const Ctx& c, const std::string& domain, const std::string& op, int opset);
+
+// import_nms.cpp: ONNX NonMaxSuppression, lowered onto the EfficientNMS
+// kernels; finish_row_counts (after the graph outputs are set) checks that
+// its data-dependent outputs are graph outputs and appends their row counts.
+void emit_nonmax_suppression(Ctx& c, Scope& s, const onnx::NodeProto& np, const std::string& name,
+                             const std::string& label);
+void finish_row_counts(Ctx& c);
+
+// import_nms.cpp: ONNX NonMaxSuppression, lowered onto the EfficientNMS
+// kernels; finish_row_counts (after the graph outputs are set) checks that
+// its data-dependent outputs are graph outputs and appends their row counts.
+void emit_nonmax_suppression(Ctx& c, Scope& s, const onnx::NodeProto& np, const std::string& name,
+                             const std::string& label);
+void finish_row_counts(Ctx& c);
 
 // elem_types.cpp: fills ctx.elem_types for the outputs of `n` when its
 // input types are known (via libonnx's schema type constraints).

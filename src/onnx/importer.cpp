@@ -320,6 +320,9 @@ void emit_node(Ctx& c, Scope& s, const onnx::NodeProto& np) {
   if (domain.empty()) check_old_opset(label, op, opset);
 
   if (domain.empty() && op == "Constant") return emit_constant(c, s, np, label);
+  // A plugin registered for NonMaxSuppression replaces kiln's own lowering.
+  if (domain.empty() && op == "NonMaxSuppression" && !plugins::has_type(op))
+    return emit_nonmax_suppression(c, s, np, name, label);
 
   const std::string target = domain.empty() ? canonical_op(op, opset) : op;
   const bool kernel = ir::OpRegistry::global().find(domain, target) != nullptr;
@@ -364,10 +367,6 @@ void emit_node(Ctx& c, Scope& s, const onnx::NodeProto& np) {
     return;
   }
   if (expand_function(c, s, np, name, domain, opset)) return;
-  if (domain.empty() && op == "NonMaxSuppression")
-    throw_unsupported(label + ": the number of boxes NonMaxSuppression selects depends on the data, and kiln's "
-                      "engines need static output shapes. Use EfficientNMS_TRT instead (fixed-size outputs: a "
-                      "detection count plus padded boxes, scores and classes; see src/plugins/efficient_nms/README.md)");
   throw_unsupported(unsupported_message(name, op, domain, opset));
 }
 
@@ -435,6 +434,7 @@ std::unique_ptr<ir::Graph> import_model(onnx::ModelProto& m, const std::string& 
     if (!v) throw_bad_input("graph output '" + o.name() + "' is not produced by any node, input or initializer");
     graph->outputs.push_back(v);
   }
+  finish_row_counts(c);
   graph->topo_sort();
   return graph;
 }

@@ -1,18 +1,21 @@
 """NMS against onnxruntime.
 
-kiln refuses ONNX NonMaxSuppression (its output size depends on the data and
-kiln's engines have static shapes), and says to use EfficientNMS_TRT. So the
-comparison runs the same boxes through EfficientNMS_TRT in kiln (built in, no
---plugins) and NonMaxSuppression in onnxruntime, and requires the same
-selected (image, class, box) triples, with kiln's scores and boxes matching
-the inputs they came from."""
+Two comparisons on the same random boxes: EfficientNMS_TRT in kiln against
+NonMaxSuppression in onnxruntime (the same selected (image, class, box)
+triples, with kiln's scores and boxes matching the inputs they came from),
+and ONNX NonMaxSuppression itself imported by kiln (lowered onto the same
+kernels) against onnxruntime: the same rows in the same order, on the CPU and,
+where one is present, the GPU."""
+import shutil
+import subprocess
+
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
-from conftest import kiln
+from conftest import kiln, one_line_error
 
 
 def ort_nms(boxes, scores_ncb, center, iou, score_thr, per_class):
@@ -26,7 +29,7 @@ def ort_nms(boxes, scores_ncb, center, iou, score_thr, per_class):
     g = helper.make_graph([node], "g", [helper.make_tensor_value_info("boxes", TensorProto.FLOAT, [n, b, 4]),
                                         helper.make_tensor_value_info("scores", TensorProto.FLOAT, [n, c, b])],
                           [helper.make_tensor_value_info("sel", TensorProto.INT64, None)], initializer=consts)
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)  # older onnxruntimes cap the IR version
     sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
     sel = sess.run(None, {"boxes": boxes, "scores": scores_ncb})[0]
     return {tuple(int(v) for v in row) for row in sel}
@@ -127,14 +130,84 @@ def test_efficient_nms_selects_what_onnxruntime_selects(tmp_path, n, b, c, codin
     assert got == ref
 
 
-def test_onnx_nonmaxsuppression_is_refused_with_a_pointer(tmp_path):
-    boxes, scores = random_case(np.random.default_rng(0), 1, 10, 1, 0)
-    node = helper.make_node("NonMaxSuppression", ["boxes", "scores"], ["sel"], name="nms")
-    g = helper.make_graph([node], "g", [helper.make_tensor_value_info("boxes", TensorProto.FLOAT, [1, 10, 4]),
-                                        helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, 1, 10])],
-                          [helper.make_tensor_value_info("sel", TensorProto.INT64, None)])
-    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), str(tmp_path / "nms.onnx"))
+def gpu_present():
+    if not shutil.which("nvidia-smi"):
+        return False
+    return subprocess.run(["nvidia-smi", "-L"], capture_output=True).returncode == 0
+
+
+def onnx_nms_model(path, n, b, c, center, per_class, iou, score_thr, consumer=None, dynamic_m=False):
+    """A model of one ONNX NonMaxSuppression (score_thr None: input omitted)."""
+    consts = [helper.make_tensor("iou", TensorProto.FLOAT, [1], [iou])]
+    ins = ["boxes", "scores", "max_per_class", "iou"]
+    if not dynamic_m:
+        consts.append(helper.make_tensor("max_per_class", TensorProto.INT64, [1], [per_class]))
+    if score_thr is not None:
+        consts.append(helper.make_tensor("score", TensorProto.FLOAT, [1], [score_thr]))
+        ins.append("score")
+    nodes = [helper.make_node("NonMaxSuppression", ins, ["sel"], name="nms", center_point_box=center)]
+    out = "sel"
+    if consumer:
+        nodes.append(helper.make_node(consumer, ["sel"], ["after"], name="after_nms", to=TensorProto.FLOAT))
+        out = "after"
+    inputs = [helper.make_tensor_value_info("boxes", TensorProto.FLOAT, [n, b, 4]),
+              helper.make_tensor_value_info("scores", TensorProto.FLOAT, [n, c, b])]
+    if dynamic_m:
+        inputs.append(helper.make_tensor_value_info("max_per_class", TensorProto.INT64, [1]))
+    g = helper.make_graph(nodes, "g", inputs, [helper.make_tensor_value_info(out, TensorProto.INT64, None)],
+                          initializer=consts)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)  # older onnxruntimes cap the IR version
+    onnx.save(m, str(path))
+    return m
+
+
+ONNX_CASES = [
+    # n, b, c, center, per_class, iou, score (None: no threshold input), ties, degenerate
+    (1, 40, 1, 0, 5, 0.5, 0.0, False, False),
+    (2, 120, 3, 0, 10, 0.45, 0.3, False, False),
+    (3, 80, 5, 1, 1, 0.6, 0.2, False, False),
+    (2, 100, 4, 0, 1000, 0.3, 0.1, True, False),
+    (2, 90, 2, 1, 3, 0.5, None, True, True),
+    (1, 200, 1, 0, 200, 0.7, 0.5, False, True),
+    (2, 60, 20, 0, 2, 0.5, None, False, False),
+    (2, 0, 3, 0, 4, 0.5, 0.1, False, False),
+    (1, 30, 2, 0, 0, 0.5, 0.1, False, False),
+]
+DEVICES = [pytest.param("cpu"), pytest.param("cuda", marks=pytest.mark.skipif(not gpu_present(), reason="no CUDA device"))]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("n,b,c,center,per_class,iou,score_thr,ties,degenerate", ONNX_CASES)
+def test_onnx_nonmaxsuppression_matches_onnxruntime(tmp_path, device, n, b, c, center, per_class, iou, score_thr,
+                                                    ties, degenerate):
+    """ONNX NonMaxSuppression imported as is: the same rows in the same order as onnxruntime."""
+    rng = np.random.default_rng(n * 1000 + b * 10 + c + per_class)
+    boxes, scores = random_case(rng, n, b, c, center, ties, degenerate)
+    scores_ncb = np.ascontiguousarray(scores.transpose(0, 2, 1))
+    model = onnx_nms_model(tmp_path / "nms.onnx", n, b, c, center, per_class, iou, score_thr)
+    ref = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+        None, {"boxes": boxes, "scores": scores_ncb})[0]
+    kiln("build", tmp_path / "nms.onnx", "-o", tmp_path / "nms.plan", "--device", device)
+    np.save(tmp_path / "boxes.npy", boxes)
+    np.save(tmp_path / "scores.npy", scores_ncb)
+    kiln("run", tmp_path / "nms.plan", "--input", f"boxes={tmp_path / 'boxes.npy'}",
+         "--input", f"scores={tmp_path / 'scores.npy'}", "--outdir", tmp_path / "out")
+    got = np.load(tmp_path / "out" / "sel.npy")
+    assert got.dtype == np.int64 and got.shape == ref.shape, (got.shape, ref.shape)
+    assert np.array_equal(got, ref)
+    if per_class > 0 and b > 0:
+        info = kiln("inspect", tmp_path / "nms.plan").stdout
+        assert f"sel int64[<={n * c * min(per_class, b)},3]" in info, info
+
+
+def test_onnx_nonmaxsuppression_output_read_by_a_node_is_refused(tmp_path):
+    onnx_nms_model(tmp_path / "nms.onnx", 1, 10, 1, 0, 5, 0.5, 0.1, consumer="Cast")
     r = kiln("build", tmp_path / "nms.onnx", "-o", tmp_path / "x.plan", check=False)
-    assert r.returncode == 4, r.stderr
-    lines = [l for l in r.stderr.splitlines() if l.strip()]
-    assert len(lines) == 1 and "NonMaxSuppression 'nms'" in lines[0] and "EfficientNMS_TRT" in lines[0], r.stderr
+    one_line_error(r, 4, "Cast 'after_nms'", "'sel'", "graph output")
+    assert not (tmp_path / "x.plan").exists()
+
+
+def test_onnx_nonmaxsuppression_needs_constant_limits(tmp_path):
+    onnx_nms_model(tmp_path / "nms.onnx", 1, 10, 1, 0, 5, 0.5, 0.1, dynamic_m=True)
+    r = kiln("build", tmp_path / "nms.onnx", "-o", tmp_path / "x.plan", check=False)
+    one_line_error(r, 4, "NonMaxSuppression 'nms'", "max_output_boxes_per_class", "constant")

@@ -309,14 +309,37 @@ TEST(PluginPlan, LoadingNeedsTheRegisteredPlugin) {
                {"plan nms.plan needs plugin EfficientNMS_TRT (version 9, namespace '')", "load it with --plugins"});
 }
 
-TEST(PluginImport, NonMaxSuppressionIsRefusedWithAPointer) {
+// ONNX NonMaxSuppression imports onto the EfficientNMS kernels (selection
+// checked against onnxruntime in tests/e2e/test_nms_vs_onnxruntime.py).
+// Without max_output_boxes_per_class it selects nothing: an empty [0,3].
+TEST(PluginImport, NonMaxSuppressionWithoutLimitSelectsNothing) {
   ModelBuilder mb;
   mb.input("boxes", onnx::TensorProto::FLOAT, {1, 3, 4});
   mb.input("scores", onnx::TensorProto::FLOAT, {1, 1, 3});
   mb.node("NonMaxSuppression", {"boxes", "scores"}, {"sel"}, "nms");
   mb.output("sel");
-  expect_error([&] { mb.import(); }, ErrorCode::kUnsupported,
-               {"NonMaxSuppression 'nms'", "static output shapes", "EfficientNMS_TRT"});
+  HostTensor boxes = HostTensor::zeros(DataType::kFloat32, {1, 3, 4});
+  HostTensor scores = HostTensor::zeros(DataType::kFloat32, {1, 1, 3});
+  for (int i = 0; i < 3; ++i) boxes.as<float>()[i * 4 + 2] = boxes.as<float>()[i * 4 + 3] = 1.f, scores.as<float>()[i] = 0.9f;
+  const HostTensor sel = build_and_run(mb, {{"boxes", boxes}, {"scores", scores}}).at("sel");
+  EXPECT_EQ(sel.dtype, DataType::kInt64);
+  EXPECT_EQ(sel.shape, (std::vector<int64_t>{0, 3}));
+}
+
+// Its row count is known only at run time, so nothing inside the graph may read it.
+TEST(PluginImport, NonMaxSuppressionOutputReadByANodeIsRefused) {
+  ModelBuilder mb;
+  mb.input("boxes", onnx::TensorProto::FLOAT, {1, 3, 4});
+  mb.input("scores", onnx::TensorProto::FLOAT, {1, 1, 3});
+  onnx::TensorProto* m = mb.g->add_initializer();
+  m->set_name("m");
+  m->set_data_type(onnx::TensorProto::INT64);
+  m->add_dims(1);
+  m->add_int64_data(2);
+  mb.node("NonMaxSuppression", {"boxes", "scores", "m"}, {"sel"}, "nms");
+  mb.node("Neg", {"sel"}, {"y"}, "neg");
+  mb.output("y");
+  expect_error([&] { mb.import(); }, ErrorCode::kUnsupported, {"Neg 'neg'", "'sel'", "graph output"});
 }
 
 TEST(PluginLibrary, LoadsTheExamplePluginOnce) {

@@ -17,6 +17,7 @@ std::string dims_text(const TensorInfo& t) {
   std::string s = "[";
   for (size_t k = 0; k < t.shape.size(); ++k) {
     if (k) s += ",";
+    if (k == 0 && t.dynamic_rows) s += "<=";  // the data decides; this is the most
     if (int(k) == t.batch_axis) s += "N=";
     s += std::to_string(t.shape[k]);
   }

@@ -22,6 +22,7 @@
 #include "backends/cuda/libraries.h"
 #include "engine/cpu_engine.h"
 #include "engine/memory_plan.h"
+#include "engine/row_counts.h"
 #include "engine/summary.h"
 
 namespace kiln {
@@ -37,6 +38,7 @@ struct CudaModel {
   MemoryPlan memory;
   size_t workspace = 0;
   std::vector<TensorInfo> inputs, outputs;
+  std::unique_ptr<RowCounts> row_counts;
   NetworkSummary summary;
   std::string origin, device;
 };
@@ -142,6 +144,7 @@ class CudaContext : public ExecutionContext {
       if (!t.data.empty()) std::memcpy(t.data.data(), staging_.at(v->name).get(), t.data.size());
       out[v->name] = std::move(t);
     }
+    m_->row_counts->trim(out);
     return out;
   }
 
@@ -255,7 +258,8 @@ std::unique_ptr<Engine> make_cuda_engine(std::unique_ptr<ir::Graph> graph, const
         m->constants[v] = cuda::upload(v->constant->raw(), v->constant->nbytes());
   }
   for (const ir::Value* v : g.inputs) m->inputs.push_back(tensor_info(*v));
-  for (const ir::Value* v : g.outputs) m->outputs.push_back(tensor_info(*v));
+  m->row_counts = std::make_unique<RowCounts>(g, origin);
+  m->outputs = m->row_counts->outputs(g);
   m->summary = summarize_graph(g, &m->memory);
   return std::make_unique<CudaEngine>(std::move(m));
 }

@@ -20,6 +20,18 @@ struct Params {
   bool score_activation = false;   // sigmoid on scores
   bool class_agnostic = false;
   int64_t box_coding = 0;          // 0 = corners [x1,y1,x2,y2], 1 = center-size [xc,yc,w,h]
+  // > 0: at most this many detections per class; later candidates of a full
+  // class are skipped and suppress nothing (ONNX NonMaxSuppression's
+  // max_output_boxes_per_class). 0: no per-class limit.
+  int64_t max_per_class = 0;
+};
+
+// Optional per-detection outputs, [N,K] like detection_classes (rows past
+// num_detections are 0): the input box index b, and the detection's rank
+// among the kept detections of its class (0, 1, ...; selection order).
+struct Extra {
+  int32_t* box_index = nullptr;
+  int32_t* class_rank = nullptr;
 };
 
 // Input layout, from the input shapes.
@@ -47,7 +59,7 @@ double activation_threshold(float score_threshold);
 // `workspace` holds workspace_bytes(l, p) bytes, 8-byte aligned.
 void run(const Params& p, const Layout& l, const float* boxes, const float* scores, const float* anchors,
          int32_t* num_detections, float* detection_boxes, float* detection_scores, int32_t* detection_classes,
-         void* workspace);
+         void* workspace, const Extra& extra = {});
 
 // The CUDA implementation (efficient_nms_cuda*.cu, built with the CUDA
 // backend only): the same detections as run(), bit for bit, on `stream` (a
@@ -57,7 +69,7 @@ void run(const Params& p, const Layout& l, const float* boxes, const float* scor
 size_t cuda_workspace_bytes(const Layout& l, const Params& p);
 void run_cuda(const Params& p, const Layout& l, const float* boxes, const float* scores, const float* anchors,
               int32_t* num_detections, float* detection_boxes, float* detection_scores, int32_t* detection_classes,
-              void* workspace, void* stream);
+              void* workspace, void* stream, const Extra& extra = {});
 
 // Adds the EfficientNMS_TRT creator (version "1", namespace "").
 void register_plugin(PluginRegistry& registry);

@@ -29,6 +29,8 @@ struct Kept {
   Corners box;
   float score;
   int32_t cls;
+  int32_t box_index;
+  int32_t class_rank;
 };
 
 constexpr int64_t kMaxIndex = std::numeric_limits<int32_t>::max();
@@ -86,6 +88,7 @@ void check_params(const Params& p) {
     throw_bad_input("iou_threshold must be in [0, 1], got " + std::to_string(p.iou_threshold));
   if (p.max_output_boxes < 1 || p.max_output_boxes > kMaxIndex)
     throw_bad_input("max_output_boxes must be in [1, 2^31), got " + std::to_string(p.max_output_boxes));
+  if (p.max_per_class < 0) throw_bad_input("max_per_class must be >= 0, got " + std::to_string(p.max_per_class));
   if (p.background_class < -1)
     throw_bad_input("background_class must be -1 (none) or a class index, got " + std::to_string(p.background_class));
   if (p.box_coding != 0 && p.box_coding != 1)
@@ -149,13 +152,16 @@ double activation_threshold(float t) {
 }
 
 void run(const Params& p, const Layout& l, const float* boxes, const float* scores, const float* anchors,
-         int32_t* num_detections, float* out_boxes, float* out_scores, int32_t* out_classes, void* workspace) {
+         int32_t* num_detections, float* out_boxes, float* out_scores, int32_t* out_classes, void* workspace,
+         const Extra& extra) {
   const int64_t B = l.boxes, C = l.classes, CB = l.box_classes, K = p.max_output_boxes;
   auto* cands = static_cast<Candidate*>(workspace);
   auto* decoded = reinterpret_cast<Corners*>(static_cast<uint8_t*>(workspace) + align8(size_t(B * C) * sizeof(Candidate)));
   auto* kept = reinterpret_cast<Kept*>(reinterpret_cast<uint8_t*>(decoded) + align8(size_t(B * CB) * sizeof(Corners)));
   const double logit = activation_threshold(p.score_threshold);
   const double iou = double(p.iou_threshold);
+  // Detections kept per class, for max_per_class and class_rank.
+  std::vector<int32_t> per_class(p.max_per_class > 0 || extra.class_rank ? size_t(C) : 0);
 
   for (int64_t n = 0; n < l.batch; ++n) {
     const float* img_boxes = boxes + n * B * CB * 4;
@@ -183,14 +189,20 @@ void run(const Params& p, const Layout& l, const float* boxes, const float* scor
         decoded[b * CB + c] = decode(img_boxes + (b * CB + c) * 4, img_anchors ? img_anchors + b * 4 : nullptr,
                                      p.box_coding);
     // 4. Greedy suppression against the boxes kept so far.
+    // A candidate of a class already holding max_per_class detections is
+    // skipped before the test: it is neither kept nor suppresses anything.
+    std::fill(per_class.begin(), per_class.end(), 0);
     int64_t nkept = 0;
     for (size_t i = 0; i < count && nkept < K; ++i) {
       const Candidate& cd = cands[i];
+      if (p.max_per_class > 0 && per_class[size_t(cd.cls)] >= p.max_per_class) continue;
       const Corners& box = decoded[cd.box * CB + (CB == 1 ? 0 : cd.cls)];
       bool suppressed = false;
       for (int64_t j = 0; j < nkept && !suppressed; ++j)
         suppressed = (p.class_agnostic || kept[j].cls == cd.cls) && overlaps(kept[j].box, box, iou);
-      if (!suppressed) kept[nkept++] = {box, cd.score, cd.cls};
+      if (suppressed) continue;
+      const int32_t rank = per_class.empty() ? 0 : per_class[size_t(cd.cls)]++;
+      kept[nkept++] = {box, cd.score, cd.cls, cd.box, rank};
     }
     // 5. Outputs; rows past the detections are zero.
     num_detections[n] = int32_t(nkept);
@@ -200,6 +212,10 @@ void run(const Params& p, const Layout& l, const float* boxes, const float* scor
     std::memset(ob, 0, size_t(K) * 4 * sizeof(float));
     std::memset(os, 0, size_t(K) * sizeof(float));
     std::memset(oc, 0, size_t(K) * sizeof(int32_t));
+    int32_t* oi = extra.box_index ? extra.box_index + n * K : nullptr;
+    int32_t* orank = extra.class_rank ? extra.class_rank + n * K : nullptr;
+    if (oi) std::memset(oi, 0, size_t(K) * sizeof(int32_t));
+    if (orank) std::memset(orank, 0, size_t(K) * sizeof(int32_t));
     for (int64_t j = 0; j < nkept; ++j) {
       const Corners& c = kept[j].box;
       ob[j * 4 + 0] = c.lo0;
@@ -208,6 +224,8 @@ void run(const Params& p, const Layout& l, const float* boxes, const float* scor
       ob[j * 4 + 3] = c.hi1;
       os[j] = p.score_activation ? activated(kept[j].score) : kept[j].score;
       oc[j] = kept[j].cls;
+      if (oi) oi[j] = kept[j].box_index;
+      if (orank) orank[j] = kept[j].class_rank;
     }
   }
 }

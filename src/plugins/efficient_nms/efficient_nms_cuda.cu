@@ -36,6 +36,7 @@ struct Shared {
   float4 tbox[kTile];
   double tarea[kTile];
   int tcls[kTile];
+  int trank[kTile];                   // kept tile members' rank within their class
   uint64_t succ[kTile][kWords];       // later tile members each one suppresses
   uint64_t bucket[kBuckets][kWords];  // live tile members by class bucket
   uint64_t alive[kWords], live[kWords], kept[kWords];
@@ -203,20 +204,28 @@ __device__ void process(const Ctx& c, const uint64_t* keys, uint32_t m) {
     for (int w = 0; w < kWords; ++w) sm.succ[j][w] = mine[w];
     __syncthreads();
 
-    // C. the greedy walk over the tile.
+    // C. the greedy walk over the tile. With per-class counts, a candidate
+    // whose class is full is skipped: not kept, and it suppresses nothing.
     if (j == 0) {
       uint64_t rem[kWords], km[kWords];
 #pragma unroll
       for (int w = 0; w < kWords; ++w) rem[w] = sm.alive[w], km[w] = 0;
       const int64_t room = c.d.k - sm.n_kept;
+      int32_t* counts = c.io.class_count ? c.io.class_count + int64_t(c.n) * c.d.classes : nullptr;
       int cnt = 0;
 #pragma unroll
       for (int w = 0; w < kWords; ++w) {
         while (rem[w] && cnt < room) {
           const int q = __ffsll((long long)rem[w]) - 1;
-          const uint64_t* s = sm.succ[w * 64 + q];
-          km[w] |= 1ull << q;
+          const int i = w * 64 + q;
           rem[w] &= ~(1ull << q);
+          if (counts) {
+            int32_t& have = counts[sm.tcls[i]];
+            if (c.d.max_per_class > 0 && have >= c.d.max_per_class) continue;
+            sm.trank[i] = have++;
+          }
+          const uint64_t* s = sm.succ[i];
+          km[w] |= 1ull << q;
           ++cnt;
 #pragma unroll
           for (int w2 = 0; w2 < kWords; ++w2)
@@ -245,6 +254,8 @@ __device__ void process(const Ctx& c, const uint64_t* keys, uint32_t m) {
       c.io.out_scores[row] =
           c.d.activation ? __double2float_rn(__ddiv_rn(1.0, __dadd_rn(1.0, exp(-double(raw))))) : raw;
       c.io.out_classes[row] = cls;
+      if (c.io.out_index) c.io.out_index[row] = int32_t(idx / c.d.classes);
+      if (c.io.out_rank) c.io.out_rank[row] = sm.trank[j];
       if (area > 0) {
         const int k = sm.n_sup + sup_before;
         c.kbox[k] = box;
@@ -391,6 +402,8 @@ __global__ void __launch_bounds__(kThreads) nms_kernel(Dev d, NmsIo io) {
     ob[0] = ob[1] = ob[2] = ob[3] = 0.f;
     io.out_scores[row] = 0.f;
     io.out_classes[row] = 0;
+    if (io.out_index) io.out_index[row] = 0;
+    if (io.out_rank) io.out_rank[row] = 0;
   }
 }
 

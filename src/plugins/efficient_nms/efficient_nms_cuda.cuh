@@ -35,6 +35,7 @@ struct Dev {
   bool activation = false, agnostic = false, anchors = false;
   int coding = 0;
   int64_t anchor_batch = 1;
+  int64_t max_per_class = 0;   // > 0: per-class limit (Params::max_per_class)
 };
 
 // Per-image selection state; the workspace zeroes it before every run.
@@ -95,6 +96,9 @@ struct NmsIo {
   float* out_boxes;
   float* out_scores;
   int32_t* out_classes;
+  int32_t* class_count;   // batch * classes, zeroed; kept per class (null: none needed)
+  int32_t* out_index;     // Extra::box_index (may be null)
+  int32_t* out_rank;      // Extra::class_rank (may be null)
 };
 
 // One block per image: greedy suppression over the sorted candidates, then

@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "plugins/efficient_nms/efficient_nms.h"
+#include "plugins/efficient_nms/onnx_nms.h"
 
 namespace kiln::plugins::efficient_nms {
 
@@ -117,6 +118,9 @@ class EfficientNmsCreator : public PluginCreator {
 
 }  // namespace
 
-void register_plugin(PluginRegistry& registry) { registry.add(std::make_unique<EfficientNmsCreator>()); }
+void register_plugin(PluginRegistry& registry) {
+  registry.add(std::make_unique<EfficientNmsCreator>());
+  register_onnx_nms(registry);
+}
 
 }  // namespace kiln::plugins::efficient_nms

@@ -221,11 +221,13 @@ struct Carve {
   double* kept_area = nullptr;
   int* kept_cls = nullptr;
   int* kept_next = nullptr;
+  int32_t* class_count = nullptr;
   size_t zeroed = 0;  // leading bytes cleared before every run
   size_t total = 0;
 };
 
-Carve carve(const Layout& l, const Params& p, uint8_t* base) {
+// `with_rank`: Extra::class_rank is wanted, which needs the per-class counts.
+Carve carve(const Layout& l, const Params& p, uint8_t* base, bool with_rank) {
   const size_t n = size_t(l.batch);
   Carve c;
   size_t off = 0;
@@ -237,6 +239,8 @@ Carve carve(const Layout& l, const Params& p, uint8_t* base) {
   c.state = reinterpret_cast<gpu::ImgState*>(take(n * sizeof(gpu::ImgState)));
   c.hist = reinterpret_cast<uint32_t*>(take(n * gpu::kHistAll * sizeof(uint32_t)));
   c.rank = reinterpret_cast<uint32_t*>(take(n * gpu::kTierCap * sizeof(uint32_t)));
+  if (p.max_per_class > 0 || with_rank)
+    c.class_count = reinterpret_cast<int32_t*>(take(n * size_t(l.classes) * sizeof(int32_t)));
   c.zeroed = off;
   c.tier = reinterpret_cast<uint64_t*>(take(n * gpu::kTierCap * sizeof(uint64_t)));
   c.sorted = reinterpret_cast<uint64_t*>(take(n * gpu::kTierCap * sizeof(uint64_t)));
@@ -261,12 +265,13 @@ void check_batch(const Layout& l) {
 
 size_t cuda_workspace_bytes(const Layout& l, const Params& p) {
   // No batch check here: the CPU path asks for this size too (see the plugin).
-  return l.batch <= 0 ? 0 : carve(l, p, nullptr).total;
+  // Sized for class ranks too, which any run may ask for.
+  return l.batch <= 0 ? 0 : carve(l, p, nullptr, true).total;
 }
 
 void run_cuda(const Params& p, const Layout& l, const float* boxes, const float* scores, const float* anchors,
               int32_t* num_detections, float* detection_boxes, float* detection_scores, int32_t* detection_classes,
-              void* workspace, void* stream) {
+              void* workspace, void* stream, const Extra& extra) {
   if (l.batch <= 0) return;
   check_batch(l);
   if (!workspace) throw_internal("EfficientNMS_TRT (CUDA): no workspace");
@@ -286,8 +291,9 @@ void run_cuda(const Params& p, const Layout& l, const float* boxes, const float*
   d.anchors = l.anchors && anchors;
   d.coding = int(p.box_coding);
   d.anchor_batch = l.anchor_batch;
+  d.max_per_class = p.max_per_class;
 
-  const Carve c = carve(l, p, static_cast<uint8_t*>(workspace));
+  const Carve c = carve(l, p, static_cast<uint8_t*>(workspace), extra.class_rank != nullptr);
   auto s = static_cast<cudaStream_t>(stream);
   gpu::check_cuda(cudaMemsetAsync(c.state, 0, c.zeroed, s), "clearing the workspace");
   if (d.per_image > 0) {
@@ -322,6 +328,9 @@ void run_cuda(const Params& p, const Layout& l, const float* boxes, const float*
   io.out_boxes = detection_boxes;
   io.out_scores = detection_scores;
   io.out_classes = detection_classes;
+  io.class_count = c.class_count;
+  io.out_index = extra.box_index;
+  io.out_rank = extra.class_rank;
   gpu::launch_nms(d, io, s);
 }
 

@@ -28,23 +28,40 @@ void lower_to_cpu(ir::Graph& g) {
 }
 
 // Lowers a built graph for the GPU and writes the plan. `assign` is false
-// when the graph already has its formats (re-tuning a CUDA plan).
+// when the graph already has its formats (re-tuning a CUDA plan). In FP16
+// builds the layers that stay FP32 are chosen by timing both precisions
+// first; one in-memory timing cache serves those rounds and the final one.
 std::vector<uint8_t> finish_cuda(ir::Graph& g, const BuilderConfig& c, bool assign) {
 #ifdef KILN_WITH_CUDA
   const std::string device = cuda::device_string();  // fails early without a GPU
+  if (!c.fp16_layers.empty() && !c.fp16)
+    throw_usage("fp16_layers (--fp16-layer) forces layers to FP16: allow FP16 too (fp16, --fp16)");
   cuda_build::Options o;
   o.fp16 = c.fp16;
   o.fp32_layers.insert(c.fp32_layers.begin(), c.fp32_layers.end());
+  o.fp16_layers.insert(c.fp16_layers.begin(), c.fp16_layers.end());
   o.timing_cache = c.timing_cache;
-  for (const std::string& name : c.fp32_layers) {
-    bool found = false;
-    for (auto& n : g.nodes()) found = found || n->name == name;
-    if (!found) log_message(Severity::kWarning, "--fp32-layer '" + name + "' names no layer of the built graph");
+  o.cache = cuda_build::open_timing_cache(c.timing_cache);
+  auto warn_unknown = [&](const std::vector<std::string>& names, const char* flag) {
+    for (const std::string& name : names) {
+      if (name == "*" && std::string(flag) == "--fp16-layer") continue;
+      bool found = false;
+      for (auto& n : g.nodes()) found = found || n->name == name;
+      if (!found) log_message(Severity::kWarning, std::string(flag) + " '" + name + "' names no layer of the built graph");
+    }
+  };
+  warn_unknown(c.fp32_layers, "--fp32-layer");
+  warn_unknown(c.fp16_layers, "--fp16-layer");
+  if (assign) {
+    for (auto it = g.metadata.begin(); it != g.metadata.end();)
+      it = it->first == "precision" || it->first.rfind("precision/", 0) == 0 ? g.metadata.erase(it) : std::next(it);
+    if (o.fp16) o.fp32_layers = cuda_build::choose_fp32_layers(g, o);
+    g.metadata["reformats"] = std::to_string(cuda_build::assign_formats(g, o));
   }
-  if (assign) g.metadata["reformats"] = std::to_string(cuda_build::assign_formats(g, o));
   for (auto it = g.metadata.begin(); it != g.metadata.end();)
     it = it->first.rfind("tactics/", 0) == 0 ? g.metadata.erase(it) : std::next(it);
   const auto stats = cuda_build::select_tactics(g, o);
+  cuda_build::save_timing_cache(*o.cache);
   log_message(Severity::kInfo, "tactics: " + std::to_string(stats.timed) + " layers timed, " +
                                    std::to_string(stats.cached) + " from the timing cache, " +
                                    std::to_string(stats.single) + " with one candidate");

@@ -1,14 +1,16 @@
 // Precision and layout assignment for CUDA plans.
 //
-// Walks the layers in order. A layer runs in FP16 when the build asks for it
-// and its op has FP16 kernels (OpTraits::fp16_inputs); its listed float inputs
-// are then converted to FP16 (constants once, in the plan) and its outputs
-// follow. Layouts: ops that run natively channels-last (convolutions) write
-// rank-4 outputs NHWC in FP16 builds; ops that index through strides keep
-// their first input's layout; every other op reads row-major. Where a value's
-// dtype or layout differs from what a consumer reads, one Reformat layer is
-// inserted (shared by every consumer that wants the same form). Graph outputs
-// leave in the dtype and layout the model declares.
+// Walks the layers in order. A layer runs in FP16 when the build asks for it,
+// its op has FP16 kernels (OpTraits::fp16_inputs) and it is not among the
+// FP32 layers (named by the user or chosen by timing, precision_search.cpp);
+// its listed float inputs are then converted to FP16 (constants once, in the
+// plan) and its outputs follow. Layouts: ops that run natively channels-last
+// (convolutions) write rank-4 outputs NHWC in FP16 builds; ops that index
+// through strides keep their first input's layout; every other op reads
+// row-major. Where a value's dtype or layout differs from what a consumer
+// reads, one Reformat layer is inserted (shared by every consumer that wants
+// the same form). Graph outputs leave in the dtype and layout the model
+// declares.
 #include <map>
 #include <tuple>
 
@@ -80,9 +82,7 @@ class FormatAssigner {
     auto& reg = cuda::Registry::global();
     const cuda::OpTraits* t = reg.traits(n);
     if (!t) reg.tactics(n);  // throws kUnsupported naming the layer
-    bool float_out = false;
-    for (const ir::Value* v : n.outputs) float_out = float_out || (v && is_float(v->dtype));
-    const bool half = o_.fp16 && !t->fp16_inputs.empty() && float_out && !o_.fp32_layers.count(n.name);
+    const bool half = o_.fp16 && runs_fp16(n) && !o_.fp32_layers.count(n.name);
     const bool strided = t->any_layout || t->prefers_nhwc;
     for (size_t k = 0; k < n.inputs.size(); ++k) {
       ir::Value* v = n.inputs[k];
@@ -151,6 +151,14 @@ class FormatAssigner {
 };
 
 }  // namespace
+
+bool runs_fp16(const ir::Node& n) {
+  const cuda::OpTraits* t = cuda::Registry::global().traits(n);
+  if (!t || t->fp16_inputs.empty()) return false;
+  bool float_out = false;
+  for (const ir::Value* v : n.outputs) float_out = float_out || (v && is_float(v->dtype));
+  return float_out;
+}
 
 int assign_formats(ir::Graph& g, const Options& o) { return FormatAssigner(g, o).run(); }
 

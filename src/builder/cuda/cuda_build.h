@@ -1,29 +1,66 @@
 // Building for the CUDA backend: after the graph passes, give every value the
 // dtype and layout its kernels want (inserting Reformat layers where they
-// change), then time every tactic of every layer and keep the fastest.
+// change), then time every tactic of every layer and keep the fastest. In
+// FP16 builds the layers that run FP32 are chosen by timing both precisions
+// first (choose_fp32_layers).
 #pragma once
 
+#include <memory>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "ir/graph.h"
 
 namespace kiln::cuda_build {
 
+// Tactic timings by layer signature, the GPU and the library versions; kept
+// in memory across the timing rounds of one build and optionally in a file.
+class TimingCache;
+// Reads `path` ("" = memory only; a missing file is an empty cache).
+std::shared_ptr<TimingCache> open_timing_cache(const std::string& path);
+void save_timing_cache(const TimingCache& cache);  // no-op without a file or news
+
 struct Options {
-  bool fp16 = false;                  // FP16 wherever a layer has an FP16 kernel
+  bool fp16 = false;                  // FP16 allowed (assign_formats: wherever a layer has an FP16 kernel)
   std::set<std::string> fp32_layers;  // layer names kept in FP32 even with fp16
+  std::set<std::string> fp16_layers;  // layer names run in FP16 whatever the timing ("*" = all)
   std::string timing_cache;           // file to read and update ("" = none)
   int timing_runs = 10;               // timed runs per tactic (median kept)
+  // Shared by several select_tactics calls (null: select_tactics opens
+  // timing_cache itself and saves it when done).
+  std::shared_ptr<TimingCache> cache;
+  // Time layers with a single candidate too (the precision choice needs
+  // every layer's time; a plain build does not).
+  bool time_single = false;
 };
+
+// True when `n` can run in FP16: its op has FP16 kernels and a float output.
+bool runs_fp16(const ir::Node& n);
 
 // Assigns dtypes and layouts; returns the number of Reformat layers inserted.
 // Throws kUnsupported naming the first layer no CUDA kernel can run.
 int assign_formats(ir::Graph& g, const Options& o);
 
-struct TimingStats { int timed = 0, cached = 0, single = 0; };
+struct TimingStats {
+  int timed = 0, cached = 0, single = 0;
+  // Per node (g.nodes() order): the chosen tactic's median ms; 0 for layers
+  // that never run (views), -1 where nothing was timed (single candidate).
+  std::vector<double> layer_ms;
+};
 // Picks every node's tactic, recording each candidate's median time in
 // g.metadata["tactics/<node index>"] as "name=ms;name=ms" ("name=error").
 TimingStats select_tactics(ir::Graph& g, const Options& o);
+
+// FP16 builds (o.fp16), before assign_formats: which layers run FP32. Every
+// layer with an FP16 kernel is timed in FP16 and in FP32 (two rounds of
+// select_tactics on copies of g, plus the Reformat layers a switch would add
+// or remove) and runs FP32 where that makes the plan faster; fp16_layers and
+// fp32_layers pin layers. Returns o.fp32_layers plus the layers chosen FP32,
+// and records why in g.metadata["precision/<layer>"]. With fp16_layers "*"
+// nothing is timed: every layer with an FP16 kernel runs FP16 but
+// fp32_layers. Throws kUsage for a layer forced to FP16 that has no FP16
+// kernel, or named by both lists.
+std::set<std::string> choose_fp32_layers(ir::Graph& g, const Options& o);
 
 }  // namespace kiln::cuda_build

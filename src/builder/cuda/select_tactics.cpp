@@ -55,6 +55,8 @@ std::string signature(const ir::Node& n) {
   return s;
 }
 
+}  // namespace
+
 struct CacheEntry { std::string winner, times; };
 
 class TimingCache {
@@ -90,6 +92,14 @@ class TimingCache {
   std::map<std::string, CacheEntry> entries_;
   bool dirty_ = false;
 };
+
+std::shared_ptr<TimingCache> open_timing_cache(const std::string& path) {
+  return std::make_shared<TimingCache>(path, cuda::device_string() + " | " + cuda::library_versions());
+}
+
+void save_timing_cache(const TimingCache& cache) { cache.save(); }
+
+namespace {
 
 // Device buffers holding a layer's inputs (random floats, zero integers so
 // indices stay in range; constants as the plan has them) and outputs.
@@ -168,13 +178,30 @@ std::string fmt_ms(double ms) {
   return buf;
 }
 
+// The winner's time in a "name=ms;name=ms" record (-1 if absent).
+double winner_ms(const std::string& times, const std::string& winner) {
+  std::stringstream ss(times);
+  for (std::string item; std::getline(ss, item, ';');) {
+    const size_t eq = item.rfind('=');
+    if (eq == std::string::npos || item.compare(0, eq, winner) != 0 || eq != winner.size()) continue;
+    try {
+      return std::stod(item.substr(eq + 1));
+    } catch (const std::exception&) {
+      return -1;
+    }
+  }
+  return -1;
+}
+
 }  // namespace
 
 TimingStats select_tactics(ir::Graph& g, const Options& o) {
   TimingStats stats;
   auto& reg = cuda::Registry::global();
   const MemoryPlan mem = plan_memory(g);
-  TimingCache cache(o.timing_cache, cuda::device_string() + " | " + cuda::library_versions());
+  std::shared_ptr<TimingCache> own = o.cache ? o.cache : open_timing_cache(o.timing_cache);
+  TimingCache& cache = *own;
+  stats.layer_ms.assign(g.nodes().size(), -1.0);
   cudaStream_t s = nullptr;
   KILN_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
   std::unique_ptr<cudaStream_t, void (*)(cudaStream_t*)> guard(&s, [](cudaStream_t* p) { cudaStreamDestroy(*p); });
@@ -187,8 +214,9 @@ TimingStats select_tactics(ir::Graph& g, const Options& o) {
     // A plugin's only tactic still runs once, so one without a CUDA
     // implementation fails at build rather than at the first inference.
     const bool plugin = n.path == "plugin";
-    if ((tactics.size() == 1 && !plugin) || !mem.runs(k)) {
+    if ((tactics.size() == 1 && !plugin && !o.time_single) || !mem.runs(k)) {
       n.tactic = tactics[0].name;
+      if (!mem.runs(k)) stats.layer_ms[k] = 0;
       ++stats.single;
       continue;
     }
@@ -199,6 +227,7 @@ TimingStats select_tactics(ir::Graph& g, const Options& o) {
       if (known) {
         n.tactic = e->winner;
         g.metadata["tactics/" + std::to_string(k)] = e->times;
+        stats.layer_ms[k] = winner_ms(e->times, e->winner);
         ++stats.cached;
         continue;
       }
@@ -227,10 +256,11 @@ TimingStats select_tactics(ir::Graph& g, const Options& o) {
                         "); build for the CPU (--device cpu)");
     n.tactic = best;
     g.metadata["tactics/" + std::to_string(k)] = times;
+    stats.layer_ms[k] = best_ms;
     cache.put(sig, {best, times});
     ++stats.timed;
   }
-  cache.save();
+  if (!o.cache) cache.save();  // a shared cache is saved by its owner
   return stats;
 }
 

@@ -1,0 +1,598 @@
+// Per-layer FP16/FP32 choice of CUDA builds, without a GPU: the decision on
+// hand-made times (the expected answers are worked out in the comments and
+// checked against an exhaustive search over a cost model written here), and
+// the graph side (which tensors and reads follow which layer, pins, what is
+// recorded) on a small graph whose formats assign_formats gives without
+// timing anything.
+#include <gtest/gtest.h>
+
+#ifdef KILN_WITH_CUDA
+
+#include <cmath>
+#include <map>
+#include <random>
+#include <set>
+
+#include "backends/cuda/kernel.h"
+#include "backends/cuda/parity.h"
+#include "builder/network.h"
+#include "builder/cuda/choose_precision.h"
+#include "builder/cuda/precision_search.h"
+#include "engine/plan.h"
+#include "ir/op_registry.h"
+#include "kiln/kiln.h"
+#include "support/op_test.h"
+
+namespace kiln {
+namespace {
+
+using cuda_build::PrecisionChoice;
+using cuda_build::PrecisionLayer;
+using cuda_build::PrecisionProblem;
+using cuda_build::PrecisionRead;
+using cuda_build::PrecisionTensor;
+
+// ---- an independent cost model and exhaustive search ----
+
+// Sum of layer times in their precision, plus per tensor one conversion if
+// any reader's precision differs from storage, plus one layout change if an
+// FP16 reader marked relayout reads FP16 storage.
+double oracle_cost(const PrecisionProblem& p, const std::vector<bool>& x, bool margins) {
+  double total = 0;
+  for (size_t i = 0; i < p.layers.size(); ++i) {
+    const PrecisionLayer& l = p.layers[i];
+    if (x[i]) {
+      total += l.fp16_ms;
+    } else {
+      total += l.fp32_ms;
+      if (margins && l.pin == PrecisionLayer::kFree) total += p.fp32_margin_ms + p.fp32_margin_rel * l.fp16_ms;
+    }
+  }
+  for (const PrecisionTensor& t : p.tensors) {
+    const bool stored = t.producer < 0 ? t.fp16 : bool(x[size_t(t.producer)]);
+    int differing = 0, relayouts = 0;
+    for (const PrecisionRead& r : t.reads) {
+      const bool read = r.layer < 0 ? r.fp16 : bool(x[size_t(r.layer)]);
+      differing += read != stored;
+      relayouts += read && stored && r.relayout;
+    }
+    if (differing) total += t.reformat_ms;
+    if (relayouts) total += t.relayout_ms;
+  }
+  return total;
+}
+
+bool allowed(const PrecisionProblem& p, const std::vector<bool>& x) {
+  for (size_t i = 0; i < x.size(); ++i) {
+    if (p.layers[i].pin == PrecisionLayer::kFp16 && !x[i]) return false;
+    if (p.layers[i].pin == PrecisionLayer::kFp32 && x[i]) return false;
+  }
+  return true;
+}
+
+double brute_force_best(const PrecisionProblem& p) {
+  const size_t n = p.layers.size();
+  double best = 1e30;
+  for (uint32_t mask = 0; mask < (1u << n); ++mask) {
+    std::vector<bool> x(n);
+    for (size_t i = 0; i < n; ++i) x[i] = (mask >> i) & 1;
+    if (allowed(p, x)) best = std::min(best, oracle_cost(p, x, true));
+  }
+  return best;
+}
+
+// ---- building problems by hand ----
+
+struct Make {
+  PrecisionProblem p;
+  int layer(const std::string& name, double fp16, double fp32, PrecisionLayer::Pin pin = PrecisionLayer::kFree) {
+    PrecisionLayer l;
+    l.name = name;
+    l.fp16_ms = fp16;
+    l.fp32_ms = fp32;
+    l.pin = pin;
+    p.layers.push_back(l);
+    return int(p.layers.size()) - 1;
+  }
+  // producer -1: a model input stored in `fixed16`'s precision.
+  int tensor(const std::string& name, int producer, double reformat, double relayout = 0, bool fixed16 = false) {
+    PrecisionTensor t;
+    t.name = name;
+    t.producer = producer;
+    t.fp16 = fixed16;
+    t.reformat_ms = reformat;
+    t.relayout_ms = relayout;
+    p.tensors.push_back(t);
+    return int(p.tensors.size()) - 1;
+  }
+  void read(int tensor, int layer, bool relayout = false) { p.tensors[size_t(tensor)].reads.push_back({layer, false, relayout}); }
+  void read_fixed(int tensor, bool fp16 = false) { p.tensors[size_t(tensor)].reads.push_back({-1, fp16, false}); }
+};
+
+// x (model input, FP32) -> A -> t1 -> B -> t2 -> C -> y (model output, FP32).
+Make chain(double b16, double b32, PrecisionLayer::Pin pin_a = PrecisionLayer::kFree,
+           PrecisionLayer::Pin pin_b = PrecisionLayer::kFree) {
+  Make m;
+  const int a = m.layer("A", 1.0, 3.0, pin_a), b = m.layer("B", b16, b32, pin_b), c = m.layer("C", 1.0, 3.0);
+  const int x = m.tensor("x", -1, 0.05), t1 = m.tensor("t1", a, 0.1), t2 = m.tensor("t2", b, 0.1);
+  const int y = m.tensor("y", c, 0.05);
+  m.read(x, a);
+  m.read(t1, b);
+  m.read(t2, c);
+  m.read_fixed(y);
+  return m;
+}
+
+std::vector<bool> bools(std::initializer_list<int> v) {
+  std::vector<bool> out;
+  for (int x : v) out.push_back(x != 0);
+  return out;
+}
+
+// Checks the answer and that it is also what exhaustive search finds.
+void expect_choice(const PrecisionProblem& p, const std::vector<bool>& want, double want_ms) {
+  const PrecisionChoice c = cuda_build::choose_precision(p);
+  EXPECT_EQ(c.fp16, want);
+  EXPECT_NEAR(c.ms, want_ms, 1e-9);
+  EXPECT_NEAR(oracle_cost(p, want, false), want_ms, 1e-9) << "hand-computed total disagrees with the model";
+  EXPECT_NEAR(oracle_cost(p, want, true), brute_force_best(p), 1e-9) << "the expected answer is not optimal";
+  std::vector<bool> all16;
+  for (auto& l : p.layers) all16.push_back(l.pin != PrecisionLayer::kFp32);
+  EXPECT_NEAR(c.all_fp16_ms, oracle_cost(p, all16, false), 1e-9);
+  EXPECT_NEAR(cuda_build::modeled_ms(p, want), want_ms, 1e-9);
+}
+
+TEST(ChoosePrecision, LayerFasterInFp32Switches) {
+  // B saves 0.5 ms in FP32; the conversions of t1 and t2 cost 0.2.
+  // All FP16: 1 + 1 + 1 + x 0.05 + y 0.05 = 3.1. B in FP32: 2.5 + 0.1 + 0.2 = 2.8.
+  expect_choice(chain(1.0, 0.5).p, bools({1, 0, 1}), 2.8);
+}
+
+TEST(ChoosePrecision, SmallGainDoesNotPayForTwoReformats) {
+  // B saves 0.15 ms in FP32 but would add two 0.1 ms conversions.
+  expect_choice(chain(1.0, 0.85).p, bools({1, 1, 1}), 3.1);
+}
+
+TEST(ChoosePrecision, RunOfLayersSwitchesTogether) {
+  // x -> A -> B1 -> B2 -> B3 -> C -> y; each B saves 0.08 in FP32, every
+  // inner tensor costs 0.1 to convert. One or two B's alone lose (0.08 or
+  // 0.16 < 0.2); all three win 0.24 - 0.2 = 0.04.
+  Make m;
+  const int a = m.layer("A", 1, 3), b1 = m.layer("B1", 1, 0.92), b2 = m.layer("B2", 1, 0.92);
+  const int b3 = m.layer("B3", 1, 0.92), c = m.layer("C", 1, 3);
+  const int x = m.tensor("x", -1, 0.05), ta = m.tensor("ta", a, 0.1), t1 = m.tensor("t1", b1, 0.1);
+  const int t2 = m.tensor("t2", b2, 0.1), t3 = m.tensor("t3", b3, 0.1), y = m.tensor("y", c, 0.05);
+  m.read(x, a), m.read(ta, b1), m.read(t1, b2), m.read(t2, b3), m.read(t3, c), m.read_fixed(y);
+  // 1 + 3 * 0.92 + 1 + 0.05 + 0.05 + 0.1 (ta) + 0.1 (t3) = 5.06
+  expect_choice(m.p, bools({1, 0, 0, 0, 1}), 5.06);
+}
+
+TEST(ChoosePrecision, Fp32IslandThatDoesNotPayGoesBackToFp16) {
+  // Two independent chains. The first needs its three B's switched together
+  // (RunOfLayersSwitchesTogether: 5.06), which only the start from each
+  // layer's faster precision finds. In the second, E1 and E2 are each 0.05
+  // faster in FP32, so that start makes them an FP32 island costing two
+  // conversions (0.2) for a gain of 0.1; flipping either one back alone
+  // does not help (+0.05), only the island as a whole does. Optimal second
+  // chain: all FP16, 4 + x2 0.05 + y2 0.05 = 4.1.
+  Make m;
+  const int a = m.layer("A", 1, 3), b1 = m.layer("B1", 1, 0.92), b2 = m.layer("B2", 1, 0.92);
+  const int b3 = m.layer("B3", 1, 0.92), c = m.layer("C", 1, 3);
+  const int x = m.tensor("x", -1, 0.05), ta = m.tensor("ta", a, 0.1), t1 = m.tensor("t1", b1, 0.1);
+  const int t2 = m.tensor("t2", b2, 0.1), t3 = m.tensor("t3", b3, 0.1), y = m.tensor("y", c, 0.05);
+  m.read(x, a), m.read(ta, b1), m.read(t1, b2), m.read(t2, b3), m.read(t3, c), m.read_fixed(y);
+  const int d = m.layer("D", 1, 3), e1 = m.layer("E1", 1, 0.95), e2 = m.layer("E2", 1, 0.95), f = m.layer("F", 1, 3);
+  const int x2 = m.tensor("x2", -1, 0.05), td = m.tensor("td", d, 0.1), te1 = m.tensor("te1", e1, 0.1);
+  const int te2 = m.tensor("te2", e2, 0.1), y2 = m.tensor("y2", f, 0.05);
+  m.read(x2, d), m.read(td, e1), m.read(te1, e2), m.read(te2, f), m.read_fixed(y2);
+  expect_choice(m.p, bools({1, 0, 0, 0, 1, 1, 1, 1, 1}), 5.06 + 4.1);
+}
+
+TEST(ChoosePrecision, PinnedLayersObey) {
+  // B would switch (see LayerFasterInFp32Switches) but --fp16-layer pins it;
+  // A is slower in FP32 but --fp32-layer pins it. Then: x read FP32 by A
+  // (no conversion), t1 converted for B (0.1); C stays FP16 (1 + y 0.05
+  // beats 3 + t2 0.1). Total 3 + 1 + 0.1 + 1 + 0.05 = 5.15.
+  expect_choice(chain(1.0, 0.5, PrecisionLayer::kFp32, PrecisionLayer::kFp16).p, bools({0, 1, 1}), 5.15);
+}
+
+TEST(ChoosePrecision, FreeLayerNextToPinnedFp32FollowsIt) {
+  // x (FP32) -> R (a view: no time either way) -> t -> P (--fp32-layer) -> y.
+  // R in FP16 needs x and t converted (0.1); in FP32 nothing.
+  Make m;
+  const int r = m.layer("R", 0, 0), pl = m.layer("P", 0.5, 1.0, PrecisionLayer::kFp32);
+  const int x = m.tensor("x", -1, 0.05), t = m.tensor("t", r, 0.05), y = m.tensor("y", pl, 0.05);
+  m.read(x, r), m.read(t, pl), m.read_fixed(y);
+  expect_choice(m.p, bools({0, 0}), 1.0);
+}
+
+TEST(ChoosePrecision, LayoutChangeCountsAgainstFp16Readers) {
+  // x -> conv (channels-last in FP16) -> c -> relu -> r -> G (row-major) -> y.
+  // G is slower in FP32 alone (0.25 vs 0.2), but reading r in FP16 costs a
+  // 0.3 ms layout change and its output a conversion back to FP32:
+  //   relu16 G16: 0.1 + 0.2 + 0.3 + 0.05 = 0.65     relu16 G32: 0.1 + 0.25 + 0.1 = 0.45
+  //   relu32 G32: 0.2 + 0.25 + 0.1 = 0.55           relu32 G16: 0.2 + 0.2 + 0.1 + 0.1 + 0.05 = 0.65
+  // plus conv 1.0 and x 0.05 in every case: 1.5.
+  Make m;
+  const int conv = m.layer("conv", 1.0, 2.0), relu = m.layer("relu", 0.1, 0.2), g = m.layer("G", 0.2, 0.25);
+  const int x = m.tensor("x", -1, 0.05), c = m.tensor("c", conv, 0.1), r = m.tensor("r", relu, 0.1, 0.3);
+  const int y = m.tensor("y", g, 0.05);
+  m.read(x, conv), m.read(c, relu), m.read(r, g, true), m.read_fixed(y);
+  expect_choice(m.p, bools({1, 1, 0}), 1.5);
+}
+
+TEST(ChoosePrecision, OneConversionServesEveryReader) {
+  // A (--fp16-layer) -> t -> B -> yB, t -> C -> yC. B alone in FP32 saves
+  // 0.15 + 0.05 (yB no longer converted) < 0.25 for t's conversion; B and C
+  // together save 0.4 and share that one conversion.
+  Make m;
+  const int a = m.layer("A", 1, 2, PrecisionLayer::kFp16), b = m.layer("B", 1, 0.85), c = m.layer("C", 1, 0.85);
+  const int t = m.tensor("t", a, 0.25), yb = m.tensor("yB", b, 0.05), yc = m.tensor("yC", c, 0.05);
+  m.read(t, b), m.read(t, c), m.read_fixed(yb), m.read_fixed(yc);
+  expect_choice(m.p, bools({1, 0, 0}), 1 + 0.85 + 0.85 + 0.25);
+}
+
+TEST(ChoosePrecision, MarginKeepsNearTiesInFp16) {
+  // One layer, no tensors: FP32 is 0.01 ms faster. The margin (0.0002 ms +
+  // 2% of 1 ms) keeps FP16; without a margin FP32 wins.
+  Make m;
+  m.layer("L", 1.0, 0.99);
+  m.p.fp32_margin_ms = 0.0002;
+  m.p.fp32_margin_rel = 0.02;
+  EXPECT_EQ(cuda_build::choose_precision(m.p).fp16, bools({1}));
+  m.p.fp32_margin_ms = 0;
+  m.p.fp32_margin_rel = 0;
+  EXPECT_EQ(cuda_build::choose_precision(m.p).fp16, bools({0}));
+}
+
+TEST(ChoosePrecision, EverythingFp32WhenEveryLayerIsFaster) {
+  // Every layer a bit faster in FP32, and in FP32 nothing needs converting.
+  Make m;
+  const int a = m.layer("A", 1, 0.9), b = m.layer("B", 1, 0.9), c = m.layer("C", 1, 0.9);
+  const int x = m.tensor("x", -1, 0.5), t1 = m.tensor("t1", a, 0.5), t2 = m.tensor("t2", b, 0.5);
+  const int y = m.tensor("y", c, 0.5);
+  m.read(x, a), m.read(t1, b), m.read(t2, c), m.read_fixed(y);
+  expect_choice(m.p, bools({0, 0, 0}), 2.7);
+}
+
+TEST(ChoosePrecision, RandomProblemsNeverWorseThanEitherStartAndObeyPins) {
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<double> ms(0.0, 1.0), small(0.0, 0.3);
+  int optimal = 0;
+  const int cases = 300;
+  for (int k = 0; k < cases; ++k) {
+    Make m;
+    const int n = 2 + int(rng() % 9);
+    for (int i = 0; i < n; ++i) {
+      const int pin = int(rng() % 6);  // mostly free
+      m.layer("L" + std::to_string(i), ms(rng), ms(rng),
+              pin == 0 ? PrecisionLayer::kFp16 : pin == 1 ? PrecisionLayer::kFp32 : PrecisionLayer::kFree);
+    }
+    const int inputs = 1 + int(rng() % 2);
+    for (int i = 0; i < inputs; ++i) {
+      const int t = m.tensor("in" + std::to_string(i), -1, small(rng));
+      m.read(t, int(rng() % uint32_t(n)));
+    }
+    for (int i = 0; i < n; ++i) {  // each layer's output read by 1-2 later layers or the model
+      const int t = m.tensor("t" + std::to_string(i), i, small(rng), small(rng));
+      const int readers = 1 + int(rng() % 2);
+      for (int r = 0; r < readers; ++r) {
+        if (i + 1 < n && rng() % 4) m.read(t, i + 1 + int(rng() % uint32_t(n - i - 1)), rng() % 3 == 0);
+        else m.read_fixed(t);
+      }
+    }
+    m.p.fp32_margin_ms = 0.001;
+    m.p.fp32_margin_rel = 0.01;
+    const PrecisionProblem& p = m.p;
+    const PrecisionChoice c = cuda_build::choose_precision(p);
+    ASSERT_EQ(c.fp16.size(), size_t(n));
+    EXPECT_TRUE(allowed(p, c.fp16)) << "case " << k;
+    EXPECT_NEAR(c.ms, oracle_cost(p, c.fp16, false), 1e-9) << "case " << k;
+    std::vector<bool> all16(static_cast<size_t>(n)), own(static_cast<size_t>(n));
+    for (int i = 0; i < n; ++i) {
+      const PrecisionLayer& l = p.layers[size_t(i)];
+      all16[size_t(i)] = l.pin != PrecisionLayer::kFp32;
+      own[size_t(i)] = l.pin == PrecisionLayer::kFree ? !(l.fp32_ms + 0.001 + 0.01 * l.fp16_ms < l.fp16_ms)
+                                                       : all16[size_t(i)];
+    }
+    const double got = oracle_cost(p, c.fp16, true);
+    EXPECT_LE(got, oracle_cost(p, all16, true) + 1e-9) << "case " << k;
+    EXPECT_LE(got, oracle_cost(p, own, true) + 1e-9) << "case " << k;
+    const double best = brute_force_best(p);
+    EXPECT_GE(got, best - 1e-9) << "case " << k;
+    optimal += got <= best + 1e-9;
+  }
+  // A local search: not always the optimum, but nearly always on graphs this small.
+  EXPECT_GE(optimal, cases * 9 / 10);
+}
+
+// ---- the graph side ----
+
+// x [1,3,8,8] -> conv (channels-last in FP16) -> c -> relu (keeps the layout)
+// -> r -> mm (MatMul with a constant [8,8]: reads row-major) -> y.
+std::unique_ptr<ir::Graph> conv_relu_matmul() {
+  auto g = std::make_unique<ir::Graph>();
+  ir::Value* x = g->add_value("x");
+  x->dtype = DataType::kFloat32;
+  x->dims = {1, 3, 8, 8};
+  x->has_shape = true;
+  g->inputs.push_back(x);
+  ir::Value* w = g->add_constant("w", test::random_tensor(DataType::kFloat32, {4, 3, 3, 3}, 1));
+  ir::Value* m = g->add_constant("m", test::random_tensor(DataType::kFloat32, {8, 8}, 2));
+  ir::Value* c = g->add_value("c");
+  ir::Value* r = g->add_value("r");
+  ir::Value* y = g->add_value("y");
+  ir::Node* conv = g->add_node("Conv", "conv", {x, w}, {c});
+  conv->attrs["pads"] = test::attr_ints({1, 1, 1, 1});
+  g->add_node("Relu", "relu", {c}, {r});
+  g->add_node("MatMul", "mm", {r, m}, {y});
+  g->outputs.push_back(y);
+  ir::infer_shapes(*g, nullptr);
+  return g;
+}
+
+const PrecisionTensor* find_tensor(const PrecisionProblem& p, const std::string& name) {
+  for (auto& t : p.tensors)
+    if (t.name == name) return &t;
+  return nullptr;
+}
+
+struct Capture : Logger {
+  std::vector<std::pair<Severity, std::string>> lines;
+  void log(Severity s, const std::string& m) override { lines.emplace_back(s, m); }
+};
+
+TEST(PrecisionSearch, ProblemFromTheTwoCopiesAndRecordedChoice) {
+  auto g = conv_relu_matmul();
+  cuda_build::Options o;
+  o.fp16 = true;
+  const auto pins = cuda_build::precision_pins(*g, o);
+  ASSERT_EQ(pins.size(), 3u);
+  for (auto pin : pins) EXPECT_EQ(pin, PrecisionLayer::kFree);
+  cuda_build::PrecisionRounds r = cuda_build::make_precision_rounds(*g, o);
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(r.fp16_node[i]->precision, DataType::kFloat16) << i;
+    EXPECT_EQ(r.fp32_node[i]->precision, DataType::kFloat32) << i;
+  }
+  // The FP16 copy changes only the layout of r for the MatMul: NHWC -> row-major.
+  const ir::Node* relayout = r.fp16_node[2]->in(0)->producer;
+  ASSERT_NE(relayout, nullptr);
+  ASSERT_EQ(relayout->op_type, "Reformat");
+  EXPECT_EQ(relayout->in(0)->dtype, DataType::kFloat16);
+  EXPECT_EQ(relayout->in(0)->layout, ir::Layout::kNHWC);
+  // Times as the GPU rounds would leave them (see LayoutChangeCountsAgainstFp16Readers).
+  const double t16[] = {1.0, 0.1, 0.2}, t32[] = {2.0, 0.2, 0.25};
+  for (size_t i = 0; i < 3; ++i) {
+    r.ms[r.fp16_node[i]] = t16[i];
+    r.ms[r.fp32_node[i]] = t32[i];
+  }
+  r.ms[relayout] = 0.3;
+
+  std::vector<cuda_build::ReformatProbe> probes;
+  PrecisionProblem p = cuda_build::precision_problem(*g, r, pins, &probes);
+  ASSERT_EQ(p.layers.size(), 3u);
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(p.layers[i].fp16_ms, t16[i]);
+    EXPECT_EQ(p.layers[i].fp32_ms, t32[i]);
+  }
+  // Every float activation some layer's choice moves, with who decides it.
+  ASSERT_EQ(p.tensors.size(), 4u);
+  const PrecisionTensor* x = find_tensor(p, "x");
+  const PrecisionTensor* c = find_tensor(p, "c");
+  const PrecisionTensor* rt = find_tensor(p, "r");
+  const PrecisionTensor* y = find_tensor(p, "y");
+  ASSERT_TRUE(x && c && rt && y);
+  EXPECT_EQ(x->producer, -1);  // the model's input: FP32 whatever is chosen
+  EXPECT_FALSE(x->fp16);
+  ASSERT_EQ(x->reads.size(), 1u);
+  EXPECT_EQ(x->reads[0].layer, 0);
+  EXPECT_FALSE(x->reads[0].relayout);  // its conversion changes the dtype too
+  EXPECT_EQ(c->producer, 0);
+  ASSERT_EQ(c->reads.size(), 1u);
+  EXPECT_EQ(c->reads[0].layer, 1);
+  EXPECT_FALSE(c->reads[0].relayout);  // relu reads channels-last as it is
+  EXPECT_EQ(rt->producer, 1);
+  ASSERT_EQ(rt->reads.size(), 1u);
+  EXPECT_EQ(rt->reads[0].layer, 2);
+  EXPECT_TRUE(rt->reads[0].relayout);
+  EXPECT_EQ(rt->relayout_ms, 0.3);
+  EXPECT_EQ(y->producer, 2);
+  ASSERT_EQ(y->reads.size(), 1u);  // the model's output, FP32
+  EXPECT_EQ(y->reads[0].layer, -1);
+  EXPECT_FALSE(y->reads[0].fp16);
+
+  // One conversion to time per tensor, from its form in the FP16 copy.
+  ASSERT_EQ(probes.size(), 4u);
+  auto pg = cuda_build::reformat_probe_graph(probes);
+  ASSERT_EQ(pg->nodes().size(), 4u);
+  const std::map<std::string, double> reformat = {{"x", 0.05}, {"c", 0.1}, {"r", 0.1}, {"y", 0.05}};
+  for (size_t k = 0; k < probes.size(); ++k) {
+    const ir::Node& n = *pg->nodes()[k];
+    const PrecisionTensor& t = p.tensors[size_t(probes[k].tensor)];
+    const DataType from = t.name == "x" ? DataType::kFloat32 : DataType::kFloat16;
+    const ir::Layout layout = t.name == "c" || t.name == "r" ? ir::Layout::kNHWC : ir::Layout::kLinear;
+    EXPECT_EQ(n.op_type, "Reformat");
+    EXPECT_EQ(n.in(0)->dtype, from) << t.name;
+    EXPECT_EQ(n.in(0)->layout, layout) << t.name;
+    EXPECT_NE(n.outputs[0]->dtype, from) << t.name;
+    EXPECT_EQ(n.outputs[0]->layout, ir::Layout::kLinear) << t.name;
+    EXPECT_EQ(n.in(0)->dims, (ir::Dims{1, t.name == "x" ? 3 : 4, 8, 8})) << t.name;
+    EXPECT_FALSE(cuda::Registry::global().tactics(n).empty()) << t.name;
+    p.tensors[size_t(probes[k].tensor)].reformat_ms = reformat.at(t.name);
+  }
+
+  // The numbers of LayoutChangeCountsAgainstFp16Readers: the MatMul runs FP32.
+  const PrecisionChoice choice = cuda_build::choose_precision(p);
+  EXPECT_EQ(choice.fp16, bools({1, 1, 0}));
+  EXPECT_NEAR(choice.ms, 1.5, 1e-9);
+  Capture log;
+  set_logger(&log);
+  const std::set<std::string> fp32 = cuda_build::record_precision(*g, p, choice, o);
+  set_logger(nullptr);
+  EXPECT_EQ(fp32, (std::set<std::string>{"mm"}));
+  EXPECT_EQ(g->metadata["precision/conv"], "fp16 (faster): fp16 1.0000 ms vs fp32 2.0000 ms");
+  EXPECT_EQ(g->metadata["precision/relu"], "fp16 (faster): fp16 0.1000 ms vs fp32 0.2000 ms");
+  EXPECT_EQ(g->metadata["precision/mm"], "fp32 (saves reformats): fp16 0.2000 ms vs fp32 0.2500 ms");
+  EXPECT_NE(g->metadata["precision"].find("2 layers FP16, 1 FP32"), std::string::npos) << g->metadata["precision"];
+  int verbose = 0, info = 0;
+  for (auto& [sev, line] : log.lines) {
+    if (sev == Severity::kVerbose) {
+      ++verbose;
+      EXPECT_NE(line.find("'mm'"), std::string::npos) << line;
+    }
+    info += sev == Severity::kInfo;
+  }
+  EXPECT_EQ(verbose, 1);
+  EXPECT_EQ(info, 1);
+
+  // The final assignment: conversions only where the input enters FP16 and
+  // where r leaves it for the MatMul; the output needs none.
+  cuda_build::Options fin = o;
+  fin.fp32_layers = fp32;
+  EXPECT_EQ(cuda_build::assign_formats(*g, fin), 2);
+  for (auto& n : g->nodes()) {
+    if (n->name == "mm") {
+      EXPECT_EQ(n->precision, DataType::kFloat32);
+      EXPECT_EQ(n->in(0)->dtype, DataType::kFloat32);
+      EXPECT_EQ(n->outputs[0], g->outputs[0]);
+    }
+    if (n->name == "conv" || n->name == "relu") {
+      EXPECT_EQ(n->precision, DataType::kFloat16) << n->name;
+    }
+  }
+}
+
+TEST(PrecisionSearch, StarForcesTodaysAllFp16AssignmentWithoutTiming) {
+  // fp16_layers "*" and fp32_layers "relu": nothing is timed (no GPU is
+  // touched) and the formats equal a plain FP16 build with that FP32 layer.
+  auto g = conv_relu_matmul();
+  auto plain = conv_relu_matmul();
+  cuda_build::Options o;
+  o.fp16 = true;
+  o.fp16_layers = {"*"};
+  o.fp32_layers = {"relu"};
+  const auto pins = cuda_build::precision_pins(*g, o);
+  EXPECT_EQ(pins, (std::vector<PrecisionLayer::Pin>{PrecisionLayer::kFp16, PrecisionLayer::kFp32, PrecisionLayer::kFp16}));
+  o.fp32_layers = cuda_build::choose_fp32_layers(*g, o);
+  EXPECT_EQ(o.fp32_layers, (std::set<std::string>{"relu"}));
+  cuda_build::Options today;
+  today.fp16 = true;
+  today.fp32_layers = {"relu"};
+  EXPECT_EQ(cuda_build::assign_formats(*g, o), cuda_build::assign_formats(*plain, today));
+  ASSERT_EQ(g->nodes().size(), plain->nodes().size());
+  for (size_t i = 0; i < g->nodes().size(); ++i) {
+    EXPECT_EQ(g->nodes()[i]->name, plain->nodes()[i]->name);
+    EXPECT_EQ(g->nodes()[i]->precision, plain->nodes()[i]->precision) << g->nodes()[i]->name;
+  }
+}
+
+TEST(PrecisionSearch, EveryLayerPinnedTimesNothing) {
+  auto g = conv_relu_matmul();
+  cuda_build::Options o;
+  o.fp16 = true;
+  o.fp16_layers = {"conv", "mm"};
+  o.fp32_layers = {"relu"};
+  EXPECT_EQ(cuda_build::choose_fp32_layers(*g, o), (std::set<std::string>{"relu"}));
+  cuda_build::assign_formats(*g, o);
+  for (auto& n : g->nodes()) {
+    if (n->op_type == "Reformat") continue;
+    EXPECT_EQ(n->precision, n->name == "relu" ? DataType::kFloat32 : DataType::kFloat16) << n->name;
+  }
+}
+
+TEST(PrecisionSearch, LayerInBothListsIsAUsageError) {
+  auto g = conv_relu_matmul();
+  cuda_build::Options o;
+  o.fp16 = true;
+  o.fp16_layers = {"relu"};
+  o.fp32_layers = {"relu"};
+  try {
+    cuda_build::precision_pins(*g, o);
+    ADD_FAILURE() << "expected kUsage";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kUsage);
+    EXPECT_NE(std::string(e.what()).find("'relu'"), std::string::npos) << e.what();
+  }
+}
+
+TEST(PrecisionSearch, ForcingFp16OnALayerWithoutFp16KernelIsAUsageError) {
+  // Cast has CUDA kernels but no FP16 traits: it cannot be forced to FP16.
+  auto g = std::make_unique<ir::Graph>();
+  ir::Value* x = g->add_value("x");
+  x->dtype = DataType::kFloat32;
+  x->dims = {2, 3};
+  x->has_shape = true;
+  g->inputs.push_back(x);
+  ir::Value* y = g->add_value("y");
+  ir::Node* cast = g->add_node("Cast", "to_float", {x}, {y});
+  cast->attrs["to"].kind = ir::Attribute::Kind::kInt;
+  cast->attrs["to"].i = 1;  // FLOAT
+  g->outputs.push_back(y);
+  ir::infer_shapes(*g, nullptr);
+  ASSERT_FALSE(cuda_build::runs_fp16(*cast));
+  cuda_build::Options o;
+  o.fp16 = true;
+  o.fp16_layers = {"to_float"};
+  try {
+    cuda_build::choose_fp32_layers(*g, o);
+    ADD_FAILURE() << "expected kUsage";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kUsage);
+    EXPECT_NE(std::string(e.what()).find("to_float"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("FP16"), std::string::npos) << e.what();
+  }
+  // Allowed but not forced, it simply stays FP32.
+  o.fp16_layers.clear();
+  EXPECT_EQ(cuda_build::precision_pins(*g, o), (std::vector<PrecisionLayer::Pin>{PrecisionLayer::kFp32}));
+}
+
+// On the GPU: a whole FP16 build times both precisions, records a reason
+// per layer that agrees with the precision the plan runs it in, and "*"
+// still gives the all-FP16 plan without precision records.
+TEST(PrecisionSearch, GpuBuildRecordsAChoicePerLayer) {
+  KILN_REQUIRE_GPU();
+  auto built = [](const BuilderConfig& cfg) {
+    Network net;
+    net.graph = conv_relu_matmul();
+    net.source = "<memory>";
+    const std::vector<uint8_t> bytes = Builder(cfg).build(net);
+    plan::Header h = plan::read_header(bytes.data(), bytes.size(), "p");
+    return plan::decode_graph(bytes.data() + h.payload_offset, h.payload_size, "p");
+  };
+  BuilderConfig cfg;
+  cfg.device = Device::kCuda;
+  cfg.fp16 = true;
+  auto g = built(cfg);
+  ASSERT_TRUE(g->metadata.count("precision"));
+  EXPECT_EQ(g->metadata["precision"].rfind("precision by timing:", 0), 0u) << g->metadata["precision"];
+  int records = 0;
+  for (auto& n : g->nodes()) {
+    auto it = g->metadata.find("precision/" + n->name);
+    if (it == g->metadata.end()) continue;
+    ++records;
+    EXPECT_EQ(it->second.substr(0, 4), dtype_name(n->precision)) << n->name << ": " << it->second;
+    EXPECT_NE(it->second.find(" ms"), std::string::npos) << it->second;
+  }
+  EXPECT_GE(records, 2);  // the convolution (with its fused ReLU, if fused) and the MatMul
+
+  cfg.fp16_layers = {"*"};
+  auto all = built(cfg);
+  for (auto& [k, v] : all->metadata) EXPECT_NE(k.rfind("precision/", 0), 0u) << k;
+  for (auto& n : all->nodes()) {
+    if (n->op_type != "Conv" && n->op_type != "MatMul") continue;
+    EXPECT_EQ(n->precision, DataType::kFloat16) << n->name;
+  }
+
+  cfg.fp16 = false;  // forcing FP16 needs FP16 allowed
+  try {
+    built(cfg);
+    ADD_FAILURE() << "expected kUsage";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kUsage) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace kiln
+
+#endif  // KILN_WITH_CUDA

@@ -20,6 +20,10 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -r requirements-test.txt
+# CUTLASS headers for the sm_90a convolution tactics (header-only: the wheel's
+# Python dependencies are not needed). Used only when CUDA is built.
+.venv/bin/python -m pip install -q --disable-pip-version-check --no-deps "nvidia-cutlass>=3.5"
 
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DKILN_CUDA="${KILN_CUDA:-AUTO}" >/dev/null
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DKILN_CUDA="${KILN_CUDA:-AUTO}" \
+      -DKILN_PYTHON3="$PWD/.venv/bin/python" >/dev/null
 cmake --build build -j"$(nproc)"

@@ -6,6 +6,9 @@
 #include <vector>
 
 #include "backends/cuda/common.h"
+#ifdef KILN_WITH_CUTLASS
+#include "backends/cuda/cutlass/conv_cutlass.h"
+#endif
 #include "backends/cuda/kernel.h"
 #include "backends/cuda/libraries.h"
 
@@ -156,6 +159,9 @@ Registry& Registry::global() {
     auto* g = new Registry();
     register_conv_kernels(*g);
     register_conv_gemm_kernels(*g);
+#ifdef KILN_WITH_CUTLASS
+    register_conv_cutlass_kernels(*g);  // cutlass/conv_cutlass.h: sm_90a implicit GEMM (extends Conv)
+#endif
     register_gemm_kernels(*g);
     register_elementwise_kernels(*g);
     register_pool_kernels(*g);

@@ -62,6 +62,9 @@ struct LayerInfo {
   // Every tactic timed for this layer at build: name and median ms (< 0: it
   // failed on this layer). Empty when there was one candidate or none timed.
   std::vector<std::pair<std::string, double>> candidates;
+  // GPU FP16 builds: why this layer runs in its precision, with the timed
+  // FP16 and FP32 figures ("" when no choice was made).
+  std::string precision_choice;
 };
 
 struct NetworkSummary {
@@ -73,6 +76,7 @@ struct NetworkSummary {
   int64_t weight_bytes = 0;
   int64_t activation_bytes = 0;  // one context's arena: inputs, intermediates, outputs (shared by lifetime)
   int64_t reformats = 0;         // layers that only convert precision or layout (GPU plans)
+  std::string precision_choice;  // GPU FP16 builds: layers per precision, modelled time
 };
 
 class Network;  // a parsed model (graph IR + weights)

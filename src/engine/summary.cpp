@@ -54,6 +54,7 @@ NetworkSummary summarize_graph(const ir::Graph& g, const MemoryPlan* plan) {
   s.launches_before = metadata_int(g, "launches_before");
   s.layers_before = metadata_int(g, "layers_before");
   s.reformats = std::max<int64_t>(metadata_int(g, "reformats"), 0);
+  if (auto it = g.metadata.find("precision"); it != g.metadata.end()) s.precision_choice = it->second;
   if (auto it = g.metadata.find("pass_notes"); it != g.metadata.end()) {
     size_t start = 0;
     for (size_t end; (end = it->second.find('\n', start)) != std::string::npos; start = end + 1)
@@ -98,6 +99,7 @@ NetworkSummary summarize_graph(const ir::Graph& g, const MemoryPlan* plan) {
         l.candidates.emplace_back(item.substr(0, eq), ms);
       }
     }
+    if (auto it = g.metadata.find("precision/" + n.name); it != g.metadata.end()) l.precision_choice = it->second;
     l.elided = !plan->runs(k);
     if (!l.elided) ++s.launches;
     s.layers.push_back(std::move(l));

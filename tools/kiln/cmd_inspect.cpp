@@ -86,7 +86,8 @@ nlohmann::ordered_json layers_json(const std::vector<LayerInfo>& layers) {
                  {"fused", l.fused},
                  {"fusion", l.fusion},
                  {"elided", l.elided},
-                 {"candidates", candidates_json(l)}});
+                 {"candidates", candidates_json(l)},
+                 {"precision_choice", l.precision_choice}});
   return a;
 }
 
@@ -121,6 +122,7 @@ void print_json(const std::string& path, const Inspected& r) {
   j["weight_bytes"] = s.weight_bytes;
   j["activation_bytes"] = s.activation_bytes;
   j["reformats"] = s.reformats;
+  j["precision_choice"] = s.precision_choice;
   std::printf("%s\n", j.dump(2).c_str());
 }
 
@@ -176,6 +178,7 @@ void print_text(const std::string& path, const Inspected& r) {
   std::printf("weight bytes: %lld (%s)\n", static_cast<long long>(s.weight_bytes), format_bytes(s.weight_bytes).c_str());
   if (r.kind == "plan" && r.device != "cpu")
     std::printf("reformat layers (precision/layout changes): %lld\n", static_cast<long long>(s.reformats));
+  if (!s.precision_choice.empty()) std::printf("precision choice: %s\n", s.precision_choice.c_str());
 }
 
 // Every timed candidate per layer, fastest first, the chosen one marked.
@@ -191,6 +194,7 @@ void print_tactics(const NetworkSummary& s) {
       if (ms < 0) std::printf("  %s=failed", name.c_str());
       else std::printf("  %s%s=%.4f", name == l.tactic ? "*" : "", name.c_str(), ms);
     }
+    if (!l.precision_choice.empty()) std::printf("  [%s]", l.precision_choice.c_str());
     std::printf("\n");
   }
 }

@@ -222,9 +222,15 @@ TimingStats select_tactics(ir::Graph& g, const Options& o) {
     }
     const std::string sig = signature(n);
     if (const CacheEntry* e = cache.find(sig)) {
-      bool known = false;
-      for (auto& t : tactics) known = known || t.name == e->winner;
-      if (known) {
+      // Reuse only when the entry timed every tactic offered now: a kiln
+      // with new tactics (or new libraries' algorithms) times the layer again.
+      bool known = false, complete = true;
+      const std::string timed = ";" + e->times;
+      for (auto& t : tactics) {
+        known = known || t.name == e->winner;
+        complete = complete && timed.find(";" + t.name + "=") != std::string::npos;
+      }
+      if (known && complete) {
         n.tactic = e->winner;
         g.metadata["tactics/" + std::to_string(k)] = e->times;
         stats.layer_ms[k] = winner_ms(e->times, e->winner);

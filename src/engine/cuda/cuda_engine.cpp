@@ -238,9 +238,9 @@ std::unique_ptr<Engine> make_cuda_engine(std::unique_ptr<ir::Graph> graph, const
   ir::Graph& g = *m->graph;
   for (auto& np : g.nodes()) check_plan_node(*np, origin);
   for (const ir::Value* v : g.outputs)
-    if (v->is_constant() || v->layout != ir::Layout::kLinear)
+    if (!v->is_constant() && v->layout != ir::Layout::kLinear)
       throw_bad_input("plan " + origin + " is inconsistent: output '" + v->name +
-                      "' is a constant or not row-major: rebuild it with `kiln build`");
+                      "' is not row-major: rebuild it with `kiln build`");
   m->memory = plan_memory(g, memory_plan_options_from_env());
   check_no_overlap(g, m->memory);
   auto& reg = cuda::Registry::global();
@@ -257,6 +257,10 @@ std::unique_ptr<Engine> make_cuda_engine(std::unique_ptr<ir::Graph> graph, const
       if (v && v->is_constant() && !m->constants.count(v))
         m->constants[v] = cuda::upload(v->constant->raw(), v->constant->nbytes());
   }
+  // Outputs the passes folded to constants are copied out of a device copy.
+  for (const ir::Value* v : g.outputs)
+    if (v->is_constant() && !m->constants.count(v))
+      m->constants[v] = cuda::upload(v->constant->raw(), v->constant->nbytes());
   for (const ir::Value* v : g.inputs) m->inputs.push_back(tensor_info(*v));
   m->row_counts = std::make_unique<RowCounts>(g, origin);
   m->outputs = m->row_counts->outputs(g);

@@ -100,10 +100,9 @@ def run_kiln(name, onnx_path, b, out, rows):
     rows.append(emit(model=name, b=b, peer="kiln", prec="fp16", ms=j["median_ms"], min=j["min_ms"],
                      p90=j["p90_ms"], p99=j["p99_ms"], ips=j["throughput_per_s"], h2d_ms=j["h2d_ms"],
                      d2h_ms=j["d2h_ms"], build_cold_s=times[0], build_warm_s=times[1]))
-    if b == 1:
-        with open(os.path.join(out, f"{name}_profile.txt"), "w") as f:
-            f.write(kiln("bench", plan, "--profile", "--iterations", 20))
-            f.write(kiln("inspect", plan, "--tactics"))
+    with open(os.path.join(out, f"{name}_b{b}_profile.txt"), "w") as f:
+        f.write(kiln("bench", plan, "--profile", "--iterations", 20))
+        f.write(kiln("inspect", plan, "--tactics"))
 
 
 def run_peers(name, m, hw, b, rows, compile_too=True):

@@ -5,6 +5,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+# The build report's page is checked in headless Chromium (tests/e2e/test_report.py).
+if ! dpkg -s chromium chromium-driver >/dev/null 2>&1; then
+  sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
+.venv/bin/python -m pip install -q --disable-pip-version-check "selenium>=4.20"
 export KILN_BIN="$PWD/build/kiln"
 export KILN_ONNX_NODE_DATA="$(.venv/bin/python -c 'import onnx, os; print(os.path.join(os.path.dirname(onnx.__file__), "backend/test/data/node"))')"
 

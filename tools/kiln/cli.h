@@ -25,6 +25,18 @@ Command add_run_command(CLI::App& root);
 Command add_inspect_command(CLI::App& root);
 Command add_bench_command(CLI::App& root);
 Command add_detect_command(CLI::App& root);
+Command add_report_command(CLI::App& root);
+
+// What a build report (`kiln report`, `kiln build --report`) is made from.
+struct ReportSource {
+  std::vector<uint8_t> plan;             // the plan's bytes
+  std::string plan_path;                 // shown in the page and in errors
+  const NetworkSummary* imported = nullptr;  // the graph as imported, when the model is at hand
+  std::vector<std::string> bench_files;  // `kiln bench --json` outputs
+  std::string command;                   // the command line that made the report
+};
+// Writes the self-contained HTML report to `output` atomically.
+void write_report(const ReportSource& src, const std::string& output);
 
 // Inputs from `--input NAME=FILE.npy` specs; the rest random from `seed` when
 // `random` (floats in [-1, 1), ints in [0, 10)), else a usage error.

@@ -1,5 +1,5 @@
 // kiln build MODEL.onnx -o ENGINE.plan [--device cpu|cuda] [--fp16] [--fp16-layer NAME|'*' ...] [--fp32-layer NAME ...]
-//       [--timing-cache FILE] [--batch N] [--no-opt] [--plugins LIB.so ...]
+//       [--timing-cache FILE] [--batch N] [--no-opt] [--report BUILD.html] [--plugins LIB.so ...]
 // kiln build --from-plan OTHER.plan -o NEW.plan --device cuda   (re-tune for this GPU)
 #include <chrono>
 #include <cstdio>
@@ -11,12 +11,12 @@ namespace kiln::cli {
 namespace {
 struct BuildArgs {
   std::vector<std::string> plugins, fp32_layers, fp16_layers;
-  std::string model, from_plan, output, device = "cpu", timing_cache;
+  std::string model, from_plan, output, device = "cpu", timing_cache, report;
   int batch = 0;
   bool no_opt = false, fp16 = false;
 };
 
-int run_build(const BuildArgs& a) {
+int run_build(const BuildArgs& a, const std::string& command_line) {
   load_plugins(a.plugins);
   if (a.model.empty() == a.from_plan.empty())
     throw_usage("give either a model file or --from-plan PLAN, not both");
@@ -32,6 +32,7 @@ int run_build(const BuildArgs& a) {
   cfg.fp16_layers = a.fp16_layers;
   cfg.timing_cache = a.timing_cache;
   std::vector<uint8_t> plan;
+  NetworkSummary imported;  // for --report: the graph as the parser produced it
   if (!a.from_plan.empty()) {
     if (a.device != "cuda") throw_usage("--from-plan re-tunes a plan for this GPU: add --device cuda");
     plan = Builder(cfg).rebuild(read_file(a.from_plan), a.from_plan);
@@ -39,6 +40,7 @@ int run_build(const BuildArgs& a) {
     ParseOptions popts;
     popts.batch = a.batch;
     NetworkPtr net = parse_onnx(a.model, popts);
+    if (!a.report.empty()) imported = summarize(*net);
     plan = Builder(cfg).build(*net);
   }
   write_file_atomic(a.output, plan);
@@ -48,6 +50,15 @@ int run_build(const BuildArgs& a) {
   auto engine = Runtime().deserialize(plan, a.output);
   std::printf("built %s: %zu layers, %s, %.1f ms\n", a.output.c_str(), engine->summary().layers.size(),
               format_bytes(int64_t(plan.size())).c_str(), ms);
+  if (!a.report.empty()) {
+    ReportSource src;
+    src.plan = std::move(plan);
+    src.plan_path = a.output;
+    if (a.from_plan.empty()) src.imported = &imported;
+    src.command = command_line;
+    write_report(src, a.report);
+    std::printf("wrote %s\n", a.report.c_str());
+  }
   return 0;
 }
 }  // namespace
@@ -65,8 +76,21 @@ Command add_build_command(CLI::App& root) {
   app->add_option("--timing-cache", args->timing_cache, "GPU: tactic timing cache file to read and update");
   app->add_option("--batch", args->batch, "value for a symbolic batch dimension")->check(CLI::PositiveNumber);
   app->add_flag("--no-opt", args->no_opt, "skip graph optimization passes");
+  app->add_option("--report", args->report, "also write an HTML page replaying this build (see `kiln report`)")
+      ->type_name("FILE.html");
   add_plugins_option(app, args->plugins);
-  return {app, [args] { return run_build(*args); }};
+  return {app, [args] {
+            // The page shows what made it; quoting is only for display.
+            std::string cmd = "kiln build " + (args->model.empty() ? "--from-plan " + args->from_plan : args->model) +
+                              " -o " + args->output + " --device " + args->device;
+            if (args->fp16) cmd += " --fp16";
+            for (auto& l : args->fp16_layers) cmd += " --fp16-layer " + l;
+            for (auto& l : args->fp32_layers) cmd += " --fp32-layer " + l;
+            if (args->batch) cmd += " --batch " + std::to_string(args->batch);
+            if (args->no_opt) cmd += " --no-opt";
+            cmd += " --report " + args->report;
+            return run_build(*args, cmd);
+          }};
 }
 
 }  // namespace kiln::cli

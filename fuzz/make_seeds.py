@@ -4,6 +4,10 @@
 ONNX seeds are tiny hand-made models (each a few hundred bytes) covering the
 importer's main paths: a plain op, weights, a Shape->Reshape chain that shape
 inference must fold, an external-data reference, and a model-local function.
+Image seeds (PNG, JPEG, BMP, TGA, GIF, PNM, HDR, PSD; some cut off) come from
+the hand-written encoders in image_seeds.py, and regressions/image_decode_fuzz/
+gets files of ~100 bytes declaring 60000 x 60000 and 16000 x 16000 pixels
+and the fixed crash inputs it can rebuild.
 The plan seed is built by kiln itself: pass the make_plan_seed binary from the
 fuzz build (scripts/fuzz.sh builds it) to regenerate it.
 
@@ -17,6 +21,8 @@ import tempfile
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
+
+import image_seeds
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CORPUS = os.path.join(HERE, "corpus")
@@ -114,6 +120,18 @@ def main():
         path = os.path.join(npy_dir, name + ".npy")
         np.save(path, a)
         assert os.path.getsize(path) < 10 * 1024
+
+    img_dir = os.path.join(CORPUS, "image_decode_fuzz")
+    for name, data in image_seeds.seeds().items():
+        write(os.path.join(img_dir, name), data)
+    reg_dir = os.path.join(HERE, "regressions", "image_decode_fuzz")
+    for w, h in ((60000, 60000), (16000, 16000)):
+        for ext, data in image_seeds.oversized_headers(w, h).items():
+            write(os.path.join(reg_dir, "oversized_%dx%d.%s" % (w, h, ext)), data)
+    # Headers cut off before their size: stb returned 0-pixel images, which
+    # `kiln detect` then indexed (found by image_decode_fuzz).
+    write(os.path.join(reg_dir, "zero_size_truncated.ppm"), b"P6")
+    write(os.path.join(reg_dir, "zero_width_truncated.hdr"), image_seeds.hdr(image_seeds.pattern(5, 3))[:44])
 
     if len(sys.argv) > 1:
         with tempfile.TemporaryDirectory() as tmp:

@@ -2,9 +2,10 @@
 # Hardening checks (CI runs them after the test suites): the unit and ONNX
 # node tests again under ASan + UBSan (build-asan/, CPU backend), the
 # concurrency tests under TSan (build-tsan/), and a short
-# libFuzzer run of every reader (scripts/fuzz.sh, FUZZ_SECONDS each, default
-# 60). Installs clang and its fuzzer runtime where missing. Exits non-zero on
-# any sanitizer report, test failure or fuzz crash.
+# libFuzzer run of every reader, images included (scripts/fuzz.sh,
+# FUZZ_SECONDS each, default 60; scripts/fuzz_long.sh for long runs).
+# Installs clang and its fuzzer runtime where missing. Exits non-zero on any
+# sanitizer report, test failure or fuzz crash.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 pkgs=(clang libclang-rt-14-dev)
@@ -33,4 +34,5 @@ TSAN_OPTIONS=halt_on_error=1 KILN_SOURCE_DIR="$PWD" build-tsan/tests/kiln_tests 
   --gtest_filter='Concurrency.*:Engine.ContextsRunConcurrently'
 
 echo "== libFuzzer, ${FUZZ_SECONDS:-60} s per reader"
-FUZZ_SECONDS="${FUZZ_SECONDS:-60}" scripts/fuzz.sh
+# Every target by name, the image decoder of `kiln detect` included.
+FUZZ_SECONDS="${FUZZ_SECONDS:-60}" scripts/fuzz.sh onnx_importer_fuzz plan_reader_fuzz npy_reader_fuzz image_decode_fuzz

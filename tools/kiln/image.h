@@ -1,6 +1,7 @@
 // Image helpers for `kiln detect`: decode, resize, normalize, draw, encode PNG.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -13,9 +14,21 @@ struct Image {
   std::vector<uint8_t> rgb;
 };
 
+// Largest image kiln decodes, in pixels (about 134 million, e.g. 12000 x 11000).
+// Decoding holds ~3 bytes a pixel twice (stb's buffer, then Image::rgb) plus
+// the decoder's working buffers, so a tiny file whose header declares more is
+// refused from the header alone, before anything that size is allocated.
+constexpr int64_t kMaxImagePixels = int64_t(1) << 27;
+
 // Decodes any format stb_image reads (PNG, JPEG, BMP, ...) to RGB; kBadInput
-// naming `path` when it is missing or not a readable image.
+// naming `path` when it is missing, not a readable image, or larger than
+// kMaxImagePixels.
 Image load_image(const std::string& path);
+
+// The same from the file's bytes in memory; `name` names the image in errors.
+// Images declaring more than `max_pixels` pixels are refused before decoding.
+Image decode_image(const uint8_t* data, size_t size, const std::string& name,
+                   int64_t max_pixels = kMaxImagePixels);
 
 // How pixels become the engine's input values: value = (p * scale - mean[c]) / std[c],
 // p in 0..255, channels in RGB or BGR order.

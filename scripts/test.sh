@@ -21,6 +21,8 @@ echo "== ONNX backend node tests"
 build/tests/kiln_node_tests --data "$KILN_ONNX_NODE_DATA"
 echo "== end-to-end tests"
 .venv/bin/python -m pytest -q tests/e2e
+echo "== Python bindings (pip install . in a fresh venv)"
+KILN_CUDA=OFF scripts/python_test.sh
 
 # CI also runs the sanitizer builds and a short fuzz run (scripts/hardening.sh);
 # set KILN_HARDENING=1 to run them locally.

@@ -13,6 +13,7 @@ if ! dpkg -s chromium chromium-driver >/dev/null 2>&1; then
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check "selenium>=4.20"
 export KILN_BIN="$PWD/build/kiln"
+export KILN_PYTHON="$PWD/.venv/bin/python"  # numpy for the reference checks in the unit tests
 export KILN_ONNX_NODE_DATA="$(.venv/bin/python -c 'import onnx, os; print(os.path.join(os.path.dirname(onnx.__file__), "backend/test/data/node"))')"
 
 echo "== unit tests"

@@ -11,7 +11,7 @@ BUILD="${FUZZ_BUILD_DIR:-$ROOT/build-fuzz}"
 SECONDS_PER_TARGET="${FUZZ_SECONDS:-60}"
 JOBS="${FUZZ_JOBS:-2}"
 TARGETS=("$@")
-[ ${#TARGETS[@]} -eq 0 ] && TARGETS=(onnx_importer_fuzz plan_reader_fuzz npy_reader_fuzz image_decode_fuzz)
+[ ${#TARGETS[@]} -eq 0 ] && TARGETS=(onnx_importer_fuzz plan_reader_fuzz npy_reader_fuzz image_decode_fuzz calib_cache_fuzz)
 
 command -v clang++ >/dev/null || { echo "fuzz.sh: clang++ not found (apt-get install clang libclang-rt-14-dev)" >&2; exit 2; }
 

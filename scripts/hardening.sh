@@ -35,4 +35,4 @@ TSAN_OPTIONS=halt_on_error=1 KILN_SOURCE_DIR="$PWD" build-tsan/tests/kiln_tests 
 
 echo "== libFuzzer, ${FUZZ_SECONDS:-60} s per reader"
 # Every target by name, the image decoder of `kiln detect` included.
-FUZZ_SECONDS="${FUZZ_SECONDS:-60}" scripts/fuzz.sh onnx_importer_fuzz plan_reader_fuzz npy_reader_fuzz image_decode_fuzz
+FUZZ_SECONDS="${FUZZ_SECONDS:-60}" scripts/fuzz.sh onnx_importer_fuzz plan_reader_fuzz npy_reader_fuzz image_decode_fuzz calib_cache_fuzz

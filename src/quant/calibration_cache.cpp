@@ -31,14 +31,18 @@ float bits_float(std::uint32_t u) {
 
 bool valid_scale(float s) { return std::isfinite(s) && s > 0.0f; }
 
-// TRT-<digits>-<name> or KILN-<digits>-<name>.
+// TRT-<digits>-<name> or KILN-<digits>-<name>, <name> letters, digits and
+// '_' (so every header read can be written back as one line).
 bool known_header(const std::string& h) {
   for (const char* prefix : {"TRT-", "KILN-"}) {
     const std::size_t n = std::strlen(prefix);
     if (h.compare(0, n, prefix) != 0) continue;
     std::size_t k = n;
     while (k < h.size() && std::isdigit(static_cast<unsigned char>(h[k]))) ++k;
-    if (k > n && k + 1 < h.size() && h[k] == '-') return true;
+    if (k == n || k + 1 >= h.size() || h[k] != '-') return false;
+    for (std::size_t i = k + 1; i < h.size(); ++i)
+      if (!std::isalnum(static_cast<unsigned char>(h[i])) && h[i] != '_') return false;
+    return true;
   }
   return false;
 }
@@ -94,6 +98,8 @@ CalibrationCache parse_calibration_cache(const std::string& text, const std::str
     if (sep == std::string::npos || sep == 0)
       throw_bad_input(where + "expected '<tensor name>: <hex scale>', got '" + line + "'");
     const std::string name = line.substr(0, sep);
+    if (name.find('\r') != std::string::npos)  // a name the writer could not write back
+      throw_bad_input(where + "tensor name holds a carriage return; regenerate the cache");
     const std::string hex = line.substr(sep + 2);
     if (hex.empty() || hex.size() > 8 ||
         hex.find_first_not_of("0123456789abcdefABCDEF") != std::string::npos)

@@ -15,6 +15,7 @@
 
 #include "kiln/kiln.h"
 #include "npy.h"
+#include "quant/calibration_cache.h"
 
 namespace {
 
@@ -74,6 +75,19 @@ bool run_npy(const std::vector<uint8_t>& b) {
   } catch (const kiln::Error&) {
     return false;
   }
+}
+
+// A cache that parses must write back and parse to the same scales.
+bool run_calib_cache(const std::vector<uint8_t>& b) {
+  kiln::quant::CalibrationCache c;
+  try {
+    c = kiln::quant::parse_calibration_cache(std::string(b.begin(), b.end()), "<fuzz>");
+  } catch (const kiln::Error&) {
+    return false;
+  }
+  const auto again = kiln::quant::parse_calibration_cache(kiln::quant::format_calibration_cache(c), "<again>");
+  EXPECT_EQ(again.scales, c.scales);
+  return true;
 }
 
 class FuzzReplay : public ::testing::Test {
@@ -141,3 +155,12 @@ TEST_F(FuzzReplay, NpyReader) {
 }
 
 }  // namespace
+
+TEST_F(FuzzReplay, CalibrationCacheReader) {
+  ASSERT_FALSE(files_in("corpus", "calib_cache_fuzz").empty()) << "seeds missing under " << fuzz_dir();
+  replay("calib_cache_fuzz", run_calib_cache);
+  for (const auto& p : files_in("corpus", "calib_cache_fuzz")) EXPECT_TRUE(run_calib_cache(read_bytes(p))) << p;
+  // Found by the fuzzer: a header or a tensor name holding a carriage return
+  // was read, but could not be written back.
+  for (const auto& p : files_in("regressions", "calib_cache_fuzz")) EXPECT_FALSE(run_calib_cache(read_bytes(p))) << p;
+}

@@ -80,24 +80,34 @@ JpegFault jpeg_fault(const uint8_t* d, size_t n) {
 }
 
 // stb_image 2.27 reads a PNM header's width, height and maximum value into an
-// int without an overflow check (undefined behaviour past 2^31 - 1). Reads
-// them the same way, whitespace and '#' comments included, and reports
-// whether one is too long for an int.
-bool pnm_header_number_overflows(const uint8_t* d, size_t n) {
-  if (n < 2 || d[0] != 'P' || (d[1] != '5' && d[1] != '6')) return false;
+// int without an overflow check (undefined behaviour past 2^31 - 1). Its
+// 16-bit path (maximum value over 255) reads past its buffer when the file
+// holds fewer samples than the header declares, and for every 16-bit PGM
+// (it widens grey to RGB as if the samples were 8-bit, then converts 16 to
+// 8 bits over the RGB size). Reads the header the same way, whitespace and
+// '#' comments included.
+enum class PnmFault { kNone, kOverflow, kShortSixteenBit, kSixteenBitGrey };
+
+PnmFault pnm_header_fault(const uint8_t* d, size_t n) {
+  if (n < 2 || d[0] != 'P' || (d[1] != '5' && d[1] != '6')) return PnmFault::kNone;
   auto space = [](uint8_t c) { return c == ' ' || (c >= '\t' && c <= '\r'); };
   size_t p = 2;
+  int64_t v[3] = {0, 0, 0};  // width, height, maximum value
   for (int field = 0; field < 3; ++field) {
     for (;;) {
       while (p < n && space(d[p])) ++p;
       if (p >= n || d[p] != '#') break;
       while (p < n && d[p] != '\n' && d[p] != '\r') ++p;
     }
-    int64_t v = 0;
     for (; p < n && d[p] >= '0' && d[p] <= '9'; ++p)
-      if ((v = v * 10 + (d[p] - '0')) > INT_MAX) return true;
+      if ((v[field] = v[field] * 10 + (d[p] - '0')) > INT_MAX) return PnmFault::kOverflow;
   }
-  return false;
+  if (v[2] <= 255) return PnmFault::kNone;
+  if (d[1] == '5') return PnmFault::kSixteenBitGrey;
+  // One whitespace byte ends the header; then 2 bytes per sample.
+  const uint64_t need = uint64_t(v[0]) * uint64_t(v[1]) * (d[1] == '6' ? 3u : 1u) * 2u;
+  const uint64_t have = p + 1 < n ? uint64_t(n - p - 1) : 0;
+  return have < need ? PnmFault::kShortSixteenBit : PnmFault::kNone;
 }
 
 // A PNG's chunks as stb_image 2.27 walks them, for two of its faults: it
@@ -171,8 +181,18 @@ Image decode_image(const uint8_t* data, size_t size, const std::string& name, in
     case JpegFault::kNone:
       break;
   }
-  if (pnm_header_number_overflows(data, size))
-    throw_bad_input("cannot decode image '" + name + "': corrupt PNM header (a number over 2^31 - 1)");
+  switch (pnm_header_fault(data, size)) {
+    case PnmFault::kOverflow:
+      throw_bad_input("cannot decode image '" + name + "': corrupt PNM header (a number over 2^31 - 1)");
+    case PnmFault::kSixteenBitGrey:
+      throw_unsupported("cannot decode image '" + name + "': 16-bit PGM (maximum value over 255) is not supported; "
+                        "convert it to 8 bits");
+    case PnmFault::kShortSixteenBit:
+      throw_bad_input("cannot decode image '" + name + "': truncated 16-bit PNM (fewer samples than its header "
+                      "declares)");
+    case PnmFault::kNone:
+      break;
+  }
   const PngChunks chunks = scan_png(data, size);
   if (chunks.idat_past_end)
     throw_bad_input("cannot decode image '" + name + "': truncated or corrupt PNG (an IDAT chunk longer than the "

@@ -243,6 +243,12 @@ std::unique_ptr<Engine> make_cuda_engine(std::unique_ptr<ir::Graph> graph, const
                       "' is not row-major: rebuild it with `kiln build`");
   m->memory = plan_memory(g, memory_plan_options_from_env());
   check_no_overlap(g, m->memory);
+  // One device copy per constant a running layer reads or the graph returns
+  // (outputs the passes folded to constants are copied out of it).
+  auto upload_constant = [&](const ir::Value* v) {
+    if (v && v->is_constant() && !m->constants.count(v))
+      m->constants[v] = cuda::upload(v->constant->raw(), v->constant->nbytes());
+  };
   auto& reg = cuda::Registry::global();
   for (size_t k = 0; k < g.nodes().size(); ++k) {
     const ir::Node& n = *g.nodes()[k];
@@ -253,14 +259,9 @@ std::unique_ptr<Engine> make_cuda_engine(std::unique_ptr<ir::Graph> graph, const
     auto kernel = reg.find(n, n.tactic).make();
     m->workspace = std::max(m->workspace, kernel->workspace_bytes());
     m->kernels.push_back(std::move(kernel));
-    for (const ir::Value* v : n.inputs)
-      if (v && v->is_constant() && !m->constants.count(v))
-        m->constants[v] = cuda::upload(v->constant->raw(), v->constant->nbytes());
+    for (const ir::Value* v : n.inputs) upload_constant(v);
   }
-  // Outputs the passes folded to constants are copied out of a device copy.
-  for (const ir::Value* v : g.outputs)
-    if (v->is_constant() && !m->constants.count(v))
-      m->constants[v] = cuda::upload(v->constant->raw(), v->constant->nbytes());
+  for (const ir::Value* v : g.outputs) upload_constant(v);
   for (const ir::Value* v : g.inputs) m->inputs.push_back(tensor_info(*v));
   m->row_counts = std::make_unique<RowCounts>(g, origin);
   m->outputs = m->row_counts->outputs(g);

@@ -38,7 +38,7 @@ if(NOT nanobind_FOUND)
                       "install nanobind`, or build the module with `pip install .`")
 endif()
 
-nanobind_add_module(_kiln NB_STATIC python/kiln_module.cpp)
+nanobind_add_module(_kiln NB_STATIC python/kiln_module.cpp python/calibrator.cpp)
 target_link_libraries(_kiln PRIVATE kiln)
 # kiln's headers are strict C++17; nanobind's own sources warn under -Wextra.
 target_compile_options(_kiln PRIVATE -Wno-missing-field-initializers)

@@ -54,6 +54,14 @@ def conv():
     return model([n], [vi("x", [1, 1, 4, 4])], [vi("y", [1, 2, 4, 4])], [w, b])
 
 
+def conv_dynamic():
+    # conv() with a symbolic batch: the seed of a batch-profile plan.
+    m = conv()
+    for vinfo in (m.graph.input[0], m.graph.output[0]):
+        vinfo.type.tensor_type.shape.dim[0].dim_param = "N"
+    return m
+
+
 def shape_reshape():
     # y = Reshape(x, Concat(Shape(x)[0:1], [-1])): foldable only by shape inference.
     nodes = [
@@ -145,6 +153,12 @@ def main():
             onnx.save(relu(), src)
             subprocess.run([sys.argv[1], src, os.path.join(CORPUS, "plan_reader_fuzz", "relu.plan")],
                            check=True)
+            # A batch-profile container (KILNPROF): three specializations, shared constants.
+            src = os.path.join(tmp, "conv_dynamic.onnx")
+            onnx.save(conv_dynamic(), src)
+            out = os.path.join(CORPUS, "plan_reader_fuzz", "conv_profile.plan")
+            subprocess.run([sys.argv[1], src, out, "1", "2", "3"], check=True)
+            assert os.path.getsize(out) < 10 * 1024, out
 
 
 if __name__ == "__main__":

@@ -4,7 +4,9 @@
 // Almost every mutation breaks the plan's checksum, so the payload decoder
 // would never be reached. When the header is readable, the target rewrites the
 // payload length and checksum to match the mutated bytes (odd-sized inputs are
-// left as they are, so the header checks stay covered too).
+// left as they are, so the header checks stay covered too). Batch-profile
+// containers ("KILNPROF", engine/profile_plan.h) lay their header out the
+// same way, so the repair serves them too; corpus/conv_profile.plan seeds them.
 #include <cstddef>
 #include <cstdint>
 #include <cstring>

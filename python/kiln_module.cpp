@@ -21,6 +21,7 @@
 #include <utility>
 #include <vector>
 
+#include "bindings.h"
 #include "kiln/error.h"
 #include "kiln/kiln.h"
 #include "kiln/plugin.h"
@@ -142,6 +143,8 @@ nb::tuple shape_tuple(const std::vector<int64_t>& shape) {
 
 using HostArray = nb::ndarray<nb::ro, nb::c_contig, nb::device::cpu>;
 
+}  // namespace
+
 HostTensor to_host_tensor(const std::string& name, nb::handle value) {
   // ascontiguousarray accepts lists and strided views and keeps the dtype,
   // so dtype and shape mistakes are reported by the engine, which names the
@@ -163,6 +166,8 @@ HostTensor to_host_tensor(const std::string& name, nb::handle value) {
   return t;
 }
 
+namespace {
+
 nb::object to_numpy(HostTensor&& t) {
   // The array owns the tensor's bytes through a capsule: no second copy.
   auto* bytes = new std::vector<uint8_t>(std::move(t.data));
@@ -174,10 +179,6 @@ nb::object to_numpy(HostTensor&& t) {
 }
 
 // ---- wrapped objects -------------------------------------------------------------
-
-struct PyNetwork {
-  NetworkPtr net;
-};
 
 struct PyEngine {
   std::shared_ptr<Engine> engine;
@@ -330,11 +331,16 @@ void bind(nb::module_& m) {
       "path"_a, "batch"_a = 0,
       "Parses an ONNX model file. `batch` sets a symbolic batch dimension (0: the model's, or 1).");
 
-  nb::class_<BuilderConfig>(m, "Builder", "Builds an engine for a network and returns its plan (bytes).")
+  nb::class_<BuilderConfig> builder(m, "Builder", "Builds an engine for a network and returns its plan (bytes).",
+                                    nb::type_slots(builder_type_slots()));
+  builder
       .def(
           "__init__",
           [](BuilderConfig* cfg, const std::string& device, bool fp16, std::vector<std::string> fp32_layers,
-             std::vector<std::string> fp16_layers, const std::string& timing_cache, bool optimize) {
+             std::vector<std::string> fp16_layers, const std::string& timing_cache, bool optimize, bool int8,
+             PyCalibrator* calibrator, const std::string& calib_method, double calib_percentile,
+             const std::string& calib_cache, std::vector<std::string> keep_float_layers, bool int8_guard,
+             double int8_guard_bound) {
             new (cfg) BuilderConfig();
             cfg->device = parse_device(device);
             cfg->fp16 = fp16;
@@ -342,9 +348,16 @@ void bind(nb::module_& m) {
             cfg->fp16_layers = std::move(fp16_layers);
             cfg->timing_cache = timing_cache;
             cfg->optimize = optimize;
+            set_int8_options(*cfg, int8, calibrator, calib_method, calib_percentile, calib_cache,
+                             std::move(keep_float_layers), int8_guard, int8_guard_bound);
           },
           "device"_a = "cpu", "fp16"_a = false, "fp32_layers"_a = std::vector<std::string>(),
-          "fp16_layers"_a = std::vector<std::string>(), "timing_cache"_a = "", "optimize"_a = true)
+          "fp16_layers"_a = std::vector<std::string>(), "timing_cache"_a = "", "optimize"_a = true,
+          "int8"_a = false, nb::arg("calibrator").none() = nb::none(), "calib_method"_a = "entropy",
+          "calib_percentile"_a = 99.99, "calib_cache"_a = "", "keep_float_layers"_a = std::vector<std::string>(),
+          "int8_guard"_a = false, "int8_guard_bound"_a = 0.02,
+          // The config keeps a raw pointer to the calibrator (argument 9).
+          nb::keep_alive<1, 9>())
       .def_prop_ro("device", [](const BuilderConfig& c) { return c.device == Device::kCuda ? "cuda" : "cpu"; })
       .def_ro("fp16", &BuilderConfig::fp16)
       .def_ro("fp32_layers", &BuilderConfig::fp32_layers)
@@ -373,6 +386,7 @@ void bind(nb::module_& m) {
             return to_bytes(out);
           },
           "plan"_a, "Re-tunes a plan for this GPU from the graph and weights it embeds.");
+  bind_builder_int8(builder);
 
   nb::class_<PyContext>(m, "Context", "Per-inference state of an engine; made by Engine.create_context().")
       .def(
@@ -489,6 +503,8 @@ void bind(nb::module_& m) {
   m.def(
       "load_plugin_library", [](const std::string& path) { return load_plugin_library(path); }, "path"_a,
       "Loads a plugin library (KILN_REGISTER_PLUGIN) and returns how many creators it registered.");
+
+  bind_calibration(m);
 }
 
 }  // namespace python

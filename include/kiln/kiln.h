@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "kiln/calibrator.h"
 #include "kiln/error.h"
 #include "kiln/types.h"
 
@@ -46,6 +47,21 @@ struct TensorInfo {
   // rows actually produced.
   bool dynamic_rows = false;
 };
+
+// Dynamic batch, as TensorRT's optimization profiles give it: a plan built
+// with Builder::build_profile runs any batch in [min, max]. kiln's graphs have
+// a fixed batch, so such a plan holds one specialization per batch in
+// profile_batches() (each tuned at its batch, constants stored once) and a run
+// with batch b uses the smallest specialization >= b: extra rows are
+// zero-filled and cut from the outputs, so the model's batch rows must be
+// independent (as inference models' are). {0, 0, 0}: a single-batch plan.
+struct BatchProfile {
+  int min = 0, opt = 0, max = 0;
+};
+// The batches a profile plan specializes: min, opt, max and every power of two
+// strictly between min and max, ascending (1/4/8 -> 1,2,4,8; 3/6/20 ->
+// 3,4,6,8,16,20). opt is one of them, so it runs at full speed.
+std::vector<int> profile_batches(const BatchProfile& profile);
 
 // One layer as a user sees it in `kiln inspect`.
 struct LayerInfo {
@@ -77,6 +93,11 @@ struct NetworkSummary {
   int64_t activation_bytes = 0;  // one context's arena: inputs, intermediates, outputs (shared by lifetime)
   int64_t reformats = 0;         // layers that only convert precision or layout (GPU plans)
   std::string precision_choice;  // GPU FP16 builds: layers per precision, modelled time
+  std::string int8;              // INT8 builds: layers quantized and where the scales came from
+  // Profile plans: the profile ({0,0,0} otherwise); the rest of the summary
+  // describes the max-batch specialization, weight_bytes the constants all
+  // specializations share (stored once).
+  BatchProfile profile;
 };
 
 class Network;  // a parsed model (graph IR + weights)
@@ -116,6 +137,20 @@ struct BuilderConfig {
   std::vector<std::string> fp32_layers, fp16_layers;
   // CUDA: file of tactic timings to reuse and extend ("" = time everything).
   std::string timing_cache;
+  // INT8: Conv layers whose input and output have a scale run in INT8 with
+  // per-output-channel weight scales; the scales come from `calibration`
+  // (calibrate() is run by build) or, for a model carrying
+  // QuantizeLinear/DequantizeLinear pairs, from the model itself. Layers named
+  // in keep_float_layers stay in FP32/FP16.
+  bool int8 = false;
+  CalibrationConfig calibration;
+  std::vector<std::string> keep_float_layers;
+  // INT8 sensitivity guard: after quantizing, layers whose INT8 output error
+  // against FP32 on the calibration batches is worst return to float, one at
+  // a time, until the network outputs' relative error is at most
+  // int8_guard_bound. Needs a calibrator.
+  bool int8_guard = false;
+  double int8_guard_bound = 0.02;
 };
 
 class Builder {
@@ -126,6 +161,16 @@ class Builder {
   // Re-tunes a plan for this GPU (device kCuda) from the graph and weights it
   // embeds, without the model file: tactics are timed again here.
   std::vector<uint8_t> rebuild(const std::vector<uint8_t>& plan, const std::string& origin = "<memory>") const;
+  // Builds one plan that runs any batch in [profile.min, profile.max] (see
+  // BatchProfile): the model is parsed at each batch of profile_batches() and
+  // built with this config (GPU: tactics timed per batch). Needs a model with
+  // a symbolic leading batch dimension (kUsage otherwise) whose every output
+  // has a batch axis and no data-dependent row count (kUnsupported naming the
+  // output otherwise); opts.batch must be 0. INT8: calibration runs once, at
+  // the opt batch (config.calibration's batches must have that batch), and
+  // every specialization uses its scales and the layers the guard kept float.
+  std::vector<uint8_t> build_profile(const std::string& model_path, const ParseOptions& opts,
+                                     const BatchProfile& profile) const;
 
  private:
   BuilderConfig config_;
@@ -135,7 +180,10 @@ class ExecutionContext {
  public:
   virtual ~ExecutionContext() = default;
   // Runs one inference. Every network input must be given with its exact
-  // dtype and shape; returns every network output by name.
+  // dtype and shape; returns every network output by name. Profile engines
+  // (Engine::profile()) take any batch b in [min, max] along each input's
+  // batch axis (the same b for all; other axes exact) and return outputs of
+  // b rows.
   virtual std::map<std::string, HostTensor> run(const std::map<std::string, HostTensor>& inputs) = 0;
 
   // GPU engines. device_address(name) is the device buffer this context keeps
@@ -164,6 +212,10 @@ class Engine {
   virtual NetworkSummary summary() const = 0;
   virtual std::string device() const = 0;  // target the plan was built for
   virtual std::unique_ptr<ExecutionContext> create_context() const = 0;
+  // Profile plans: the batches run() accepts; inputs() / outputs() then give
+  // the max-batch shapes with batch_axis set, and a context's device_address /
+  // enqueue serve the max-batch specialization. {0,0,0} for single-batch plans.
+  virtual BatchProfile profile() const { return {}; }
 };
 
 class Runtime {

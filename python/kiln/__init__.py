@@ -7,6 +7,11 @@
     ctx = engine.create_context()
     out = ctx.run({"input": np.zeros(engine.inputs[0].shape, np.float32)})
 
+INT8: subclass kiln.Calibrator (next_batch() returns {input name: array} or
+None at the end) and build with kiln.Builder(int8=True, calibrator=...), or
+get the scales with kiln.calibrate() and write a Q/DQ model with
+kiln.export_qdq_onnx().
+
 Errors are raised as kiln.Error subclasses that also derive from the
 matching builtin: BadInputError (ValueError), UnsupportedError
 (NotImplementedError), UsageError and InternalError (RuntimeError); each has
@@ -16,6 +21,7 @@ a ``code`` attribute ("bad_input", "unsupported", "usage", "internal").
 from ._kiln import (
     BadInputError,
     Builder,
+    Calibrator,
     Context,
     Engine,
     Error,
@@ -27,6 +33,8 @@ from ._kiln import (
     TensorInfo,
     UnsupportedError,
     UsageError,
+    calibrate,
+    export_qdq_onnx,
     load_plugin_library,
     parse_onnx,
     version,
@@ -38,6 +46,7 @@ __version__ = version()
 __all__ = [
     "BadInputError",
     "Builder",
+    "Calibrator",
     "Context",
     "Engine",
     "Error",
@@ -49,6 +58,8 @@ __all__ = [
     "TensorInfo",
     "UnsupportedError",
     "UsageError",
+    "calibrate",
+    "export_qdq_onnx",
     "load_plugin_library",
     "parse_onnx",
     "version",

@@ -4,6 +4,7 @@
 //   u32 metadata count, per entry: str key, str value
 //   u32 value count, per value: str name, u8 dtype, i32 batch_axis, u8 layout,
 //       u32 rank, i64 dims[rank], u8 has_constant, [u64 nbytes, data]
+//       (has_constant 2, profile plans only: u32 index into the shared table)
 //   u32 count + u32 value index: graph inputs, then graph outputs
 //   u32 node count, per node: str name, str op_type, str domain, i32 opset,
 //       u32 count + i32 value index (-1 = omitted): inputs, then outputs,
@@ -31,13 +32,6 @@ constexpr uint8_t kMaxAttrKind = static_cast<uint8_t>(ir::Attribute::Kind::kTens
 void write_dims(ByteWriter& w, const ir::Dims& dims) {
   w.count(dims.size());
   for (int64_t d : dims) w.i64(d);
-}
-
-void write_tensor(ByteWriter& w, const ir::Tensor& t) {
-  w.u8(static_cast<uint8_t>(t.dtype()));
-  write_dims(w, t.dims());
-  w.u64(t.nbytes());
-  if (t.nbytes()) w.bytes(t.raw(), t.nbytes());
 }
 
 void write_attr(ByteWriter& w, const ir::Attribute& a) {
@@ -127,19 +121,27 @@ ir::Attribute read_attr(ByteReader& r) {
       for (uint32_t k = 0; k < n; ++k) a.strings.push_back(r.str("attribute string"));
       break;
     }
-    case K::kTensor: {
-      DataType dt = read_dtype(r, "attribute tensor");
-      ir::Dims dims = read_dims(r, "attribute tensor");
-      a.t = read_data(r, dt, dims, "attribute tensor");
-      break;
-    }
+    case K::kTensor: a.t = read_tensor(r, "attribute tensor"); break;
   }
   return a;
 }
 
 }  // namespace
 
-std::vector<uint8_t> encode_graph(const ir::Graph& g) {
+void write_tensor(ByteWriter& w, const ir::Tensor& t) {
+  w.u8(static_cast<uint8_t>(t.dtype()));
+  write_dims(w, t.dims());
+  w.u64(t.nbytes());
+  if (t.nbytes()) w.bytes(t.raw(), t.nbytes());
+}
+
+ir::Tensor read_tensor(ByteReader& r, const char* what) {
+  DataType dt = read_dtype(r, what);
+  ir::Dims dims = read_dims(r, what);
+  return read_data(r, dt, dims, what);
+}
+
+std::vector<uint8_t> encode_graph(const ir::Graph& g, const ConstantIndex* shared) {
   ByteWriter w;
   w.str(g.name);
   w.count(g.metadata.size());
@@ -159,13 +161,17 @@ std::vector<uint8_t> encode_graph(const ir::Graph& g) {
     w.i32(v.batch_axis);
     w.u8(static_cast<uint8_t>(v.layout));
     write_dims(w, v.dims);
-    w.u8(v.is_constant() ? 1 : 0);
+    w.u8(v.is_constant() ? (shared ? 2 : 1) : 0);
     if (v.is_constant()) {
       const ir::Tensor& t = *v.constant;
       if (t.dtype() != v.dtype || t.dims() != v.dims)
         throw_internal("plan writer: constant '" + name + "' disagrees with its value's dtype/shape");
-      w.u64(t.nbytes());
-      if (t.nbytes()) w.bytes(t.raw(), t.nbytes());
+      if (shared) {
+        w.u32((*shared)(t));
+      } else {
+        w.u64(t.nbytes());
+        if (t.nbytes()) w.bytes(t.raw(), t.nbytes());
+      }
     }
   }
   auto idx = [&](const ir::Value* v) -> uint32_t {
@@ -204,7 +210,7 @@ std::vector<uint8_t> encode_graph(const ir::Graph& g) {
 }
 
 std::unique_ptr<ir::Graph> decode_graph(const uint8_t* data, size_t size, const std::string& origin,
-                                        size_t base_offset) {
+                                        size_t base_offset, const ConstantTable* table) {
   ByteReader r(data, size, origin, base_offset);
   auto g = std::make_unique<ir::Graph>();
   g->name = r.str("graph name");
@@ -229,9 +235,23 @@ std::unique_ptr<ir::Graph> decode_graph(const uint8_t* data, size_t size, const 
     if (batch_axis < -1 || batch_axis >= int64_t(dims.size()))
       r.fail("value '" + name + "' has batch axis " + std::to_string(batch_axis) + " outside its rank");
     uint8_t has_const = r.u8();
-    if (has_const > 1) r.fail("value '" + name + "' has a bad constant flag");
+    if (has_const > (table ? 2 : 1)) r.fail("value '" + name + "' has a bad constant flag");
     ir::Value* v;
-    if (has_const) {
+    if (has_const == 2) {
+      const uint32_t at = r.u32();
+      if (at >= table->size())
+        r.fail("constant '" + name + "' refers to shared constant " + std::to_string(at) + " of " +
+               std::to_string(table->size()));
+      const std::shared_ptr<const ir::Tensor>& t = (*table)[at];
+      if (t->dtype() != dt || t->dims() != dims)
+        r.fail("constant '" + name + "' is " + dtype_name(dt) + shape_str(dims) + " but shared constant " +
+               std::to_string(at) + " is " + dtype_name(t->dtype()) + shape_str(t->dims()));
+      v = g->add_value(name);
+      v->dtype = dt;
+      v->dims = std::move(dims);
+      v->has_shape = true;
+      v->constant = t;
+    } else if (has_const) {
       v = g->add_constant(name, read_data(r, dt, dims, "constant"));
     } else {
       v = g->add_value(name);

@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -38,10 +39,26 @@ struct Header {
 
 // Graph <-> payload. Every value the graph holds is written; nodes keep their
 // order. The graph must be fully shape-inferred (kInternal otherwise).
-std::vector<uint8_t> encode_graph(const ir::Graph& g);
+//
+// Profile plans (engine/profile_plan.h) keep their constants in one table
+// shared by several graphs: given `shared`, encode_graph writes each constant
+// as a reference (constant flag 2, u32 index that `shared` returns) instead
+// of its data, and decode_graph resolves such references in `table` (the
+// Tensor objects themselves are shared). Single plans never hold references,
+// and a decode without a table refuses them.
+using ConstantIndex = std::function<uint32_t(const ir::Tensor&)>;
+using ConstantTable = std::vector<std::shared_ptr<const ir::Tensor>>;
+std::vector<uint8_t> encode_graph(const ir::Graph& g, const ConstantIndex* shared = nullptr);
 // Checks every count, length, index and enum; throws kBadInput naming `origin`.
 std::unique_ptr<ir::Graph> decode_graph(const uint8_t* data, size_t size, const std::string& origin,
-                                        size_t base_offset = 0);
+                                        size_t base_offset = 0, const ConstantTable* table = nullptr);
+
+// One tensor as u8 dtype, u32 rank, i64 dims, u64 byte count, data (the form
+// attribute tensors take); read_tensor checks it all before allocating.
+class ByteWriter;
+class ByteReader;
+void write_tensor(ByteWriter& w, const ir::Tensor& t);
+ir::Tensor read_tensor(ByteReader& r, const char* what);
 
 // Header + checksum around a payload, and the inverse. read_header checks the
 // magic, format version, lengths and checksum, in that order; the caller

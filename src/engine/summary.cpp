@@ -55,6 +55,8 @@ NetworkSummary summarize_graph(const ir::Graph& g, const MemoryPlan* plan) {
   s.layers_before = metadata_int(g, "layers_before");
   s.reformats = std::max<int64_t>(metadata_int(g, "reformats"), 0);
   if (auto it = g.metadata.find("precision"); it != g.metadata.end()) s.precision_choice = it->second;
+  if (auto it = g.metadata.find("int8"); it != g.metadata.end()) s.int8 = it->second;
+  if (auto it = g.metadata.find("int8_guard"); it != g.metadata.end()) s.int8 += "; guard: " + it->second;
   if (auto it = g.metadata.find("pass_notes"); it != g.metadata.end()) {
     size_t start = 0;
     for (size_t end; (end = it->second.find('\n', start)) != std::string::npos; start = end + 1)

@@ -22,6 +22,7 @@ OpRegistry& OpRegistry::global() {
     register_resize_ops(*r);
     register_misc_ops(*r);
     register_fused_ops(*r);
+    register_quantize_ops(*r);
     return r;
   }();
   return *reg;

@@ -68,6 +68,7 @@ void register_shape_ops(OpRegistry&);
 void register_tensor_ops(OpRegistry&);
 void register_resize_ops(OpRegistry&);
 void register_misc_ops(OpRegistry&);
+void register_quantize_ops(OpRegistry&);  // QuantizeLinear / DequantizeLinear
 void register_fused_ops(OpRegistry&);  // kiln-internal ops made by fusion passes (domain "kiln")
 
 }  // namespace kiln::ir

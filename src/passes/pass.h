@@ -63,6 +63,7 @@ class PassManager {
 // Factories, one per pass file.
 std::unique_ptr<Pass> make_fold_constants();
 std::unique_ptr<Pass> make_eliminate_dead_code();
+std::unique_ptr<Pass> make_fold_qdq();  // activation QuantizeLinear->DequantizeLinear pairs out, scales into metadata "int8_scale/<tensor>"
 std::unique_ptr<Pass> make_remove_identity();
 std::unique_ptr<Pass> make_eliminate_common_subexpressions();
 std::unique_ptr<Pass> make_fold_batchnorm();

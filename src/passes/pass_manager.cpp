@@ -61,6 +61,7 @@ std::vector<PassRecord> PassManager::run(ir::Graph& g, ir::Evaluator* evaluator)
 PassManager PassManager::standard() {
   PassManager pm;
   pm.add(make_fold_constants());
+  pm.add(make_fold_qdq());  // before the fusions a pair left between two ops would block
   pm.add(make_remove_identity());
   pm.add(make_eliminate_common_subexpressions());
   pm.add(make_fold_pad());

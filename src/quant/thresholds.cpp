@@ -1,19 +1,19 @@
-// Entropy calibration, as implemented (after the 2017 GTC talk "8-bit
-// Inference with TensorRT" and the public MXNet / ONNX Runtime versions):
+// Entropy calibration, computed as NVIDIA's TensorRT-compatible histogram
+// calibrator (pytorch-quantization) describes it:
 //
+// h = the histogram with h[0] replaced by h[1]: values that are exactly 0
+//     (half of every ReLU output) would otherwise dominate P, and a large
+//     first level that spreads them out would be penalized, pulling every
+//     threshold down (it clipped ReLU outputs to a third of their range).
 // For each candidate i = 128 .. N (N = number of bins, 2048):
-//   raw   = bins[0 .. i-1]
-//   P     = raw, with the mass of all bins >= i added to P[i-1]
-//   m     = i / 128 (integer division); level j < 127 covers bins
-//           [j*m, (j+1)*m), level 127 covers [127*m, i) (takes the remainder)
-//   Q     = for each level, its mass in *raw* (outliers are not in Q, so
-//           clipping is penalized) spread evenly over the bins of the level
-//           where P != 0; bins where P == 0 get 0
-//   P, Q  normalized to sum 1 (Q stays all 0 if raw has no mass)
-//   smoothing: a bin with P > 0 and Q == 0 gets Q = 1e-4 (no renormalization);
-//           bins with P == 0 contribute 0 (0 * log 0 = 0)
-//   KL    = sum over P > 0 of P * ln(P / Q)
-// The i with the smallest KL wins (the first on ties) and T = (i + 0.5) * w.
+//   P     = h[0 .. i-1], with the mass of h[i ..] added to P[i-1]
+//   level of bin b = floor(128 * b / i): i bins in 128 equal-width levels
+//   Q[b]  = (mass of the level's nonzero bins) / (their count) where
+//           h[b] > 0, else 0 (outliers are not in Q: clipping costs)
+//   KL    = sum over P > 0 of P ln(P / Q), P and Q normalized to sum 1;
+//           infinite when P > 0 meets Q = 0 (bin i-1 empty, outliers beyond)
+// The smallest KL wins, the largest i on ties, and T = i * w (the upper edge
+// of bin i-1).
 #include "quant/thresholds.h"
 
 #include <cfloat>
@@ -27,7 +27,43 @@ namespace kiln::quant {
 namespace {
 
 constexpr int kLevels = 128;
-constexpr double kSmoothEps = 1e-4;
+
+// The histogram as the search sees it (see the top of this file).
+std::vector<double> search_histogram(const std::vector<std::uint64_t>& bins) {
+  std::vector<double> h(bins.begin(), bins.end());
+  if (h.size() > 1) h[0] = h[1];
+  return h;
+}
+
+double candidate_kl(const std::vector<double>& h, int i) {
+  const int n = static_cast<int>(h.size());
+  double outliers = 0.0, total = 0.0;
+  for (int b = i; b < n; ++b) outliers += h[b];
+  for (int b = 0; b < i; ++b) total += h[b];
+  total += outliers;
+  if (total == 0.0) return 0.0;  // empty histogram: every candidate ties
+
+  std::vector<double> level_mass(kLevels, 0.0), level_count(kLevels, 0.0);
+  auto level = [i](int b) { return static_cast<int>((static_cast<std::int64_t>(b) * kLevels) / i); };
+  for (int b = 0; b < i; ++b)
+    if (h[b] > 0.0) {
+      level_mass[level(b)] += h[b];
+      level_count[level(b)] += 1.0;
+    }
+  double qsum = 0.0;
+  for (int b = 0; b < i; ++b)
+    if (h[b] > 0.0) qsum += level_mass[level(b)] / level_count[level(b)];
+
+  double kl = 0.0;
+  for (int b = 0; b < i; ++b) {
+    const double p = (b == i - 1 ? h[b] + outliers : h[b]) / total;
+    if (p == 0.0) continue;
+    if (h[b] == 0.0 || qsum == 0.0) return std::numeric_limits<double>::infinity();
+    const double q = level_mass[level(b)] / level_count[level(b)] / qsum;
+    kl += p * std::log(p / q);
+  }
+  return kl;
+}
 
 }  // namespace
 
@@ -43,42 +79,7 @@ std::string method_name(CalibrationMethod m) {
 double entropy_candidate_kl(const std::vector<std::uint64_t>& bins, int i) {
   const int n = static_cast<int>(bins.size());
   if (i < kLevels || i > n) throw_usage("entropy candidate " + std::to_string(i) + " outside [128, " + std::to_string(n) + "]");
-  std::vector<double> p(i), q(i, 0.0);
-  double outliers = 0.0;
-  for (int b = i; b < n; ++b) outliers += static_cast<double>(bins[b]);
-  for (int b = 0; b < i; ++b) p[b] = static_cast<double>(bins[b]);
-  p[i - 1] += outliers;
-
-  const int m = i / kLevels;
-  for (int j = 0; j < kLevels; ++j) {
-    const int start = j * m;
-    const int end = (j == kLevels - 1) ? i : start + m;
-    double mass = 0.0;
-    int nonzero = 0;
-    for (int b = start; b < end; ++b) {
-      mass += static_cast<double>(bins[b]);
-      if (p[b] != 0.0) ++nonzero;
-    }
-    if (nonzero == 0) continue;
-    const double each = mass / nonzero;
-    for (int b = start; b < end; ++b)
-      if (p[b] != 0.0) q[b] = each;
-  }
-
-  double psum = 0.0, qsum = 0.0;
-  for (int b = 0; b < i; ++b) {
-    psum += p[b];
-    qsum += q[b];
-  }
-  if (psum == 0.0) return 0.0;  // empty histogram: every candidate ties
-  double kl = 0.0;
-  for (int b = 0; b < i; ++b) {
-    if (p[b] == 0.0) continue;
-    const double pn = p[b] / psum;
-    const double qn = (q[b] == 0.0) ? kSmoothEps : q[b] / qsum;
-    kl += pn * std::log(pn / qn);
-  }
-  return kl;
+  return candidate_kl(search_histogram(bins), i);
 }
 
 EntropyResult entropy_threshold(const std::vector<std::uint64_t>& bins, double bin_width) {
@@ -90,16 +91,18 @@ EntropyResult entropy_threshold(const std::vector<std::uint64_t>& bins, double b
     r.threshold = kFallbackThreshold;
     return r;
   }
+  const std::vector<double> h = search_histogram(bins);
   double best = std::numeric_limits<double>::infinity();
+  r.bins = n;  // every candidate infinite: no clipping
   for (int i = kLevels; i <= n; ++i) {
-    const double kl = entropy_candidate_kl(bins, i);
-    if (kl < best) {  // strict: the first i wins ties
+    const double kl = candidate_kl(h, i);
+    if (kl <= best && kl < std::numeric_limits<double>::infinity()) {  // the last i wins ties
       best = kl;
       r.bins = i;
     }
   }
   r.kl = best;
-  r.threshold = (r.bins + 0.5) * bin_width;
+  r.threshold = r.bins * bin_width;
   return r;
 }
 

@@ -24,8 +24,8 @@ std::string method_name(CalibrationMethod m);
 // Result of the entropy search, kept for reporting and tests.
 struct EntropyResult {
   int bins = 0;             // chosen candidate i (128..2048); 0 for the fallback
-  double kl = 0.0;          // KL(P||Q) at that i
-  double threshold = 0.0;   // (i + 0.5) * bin_width, or the fallback
+  double kl = 0.0;          // KL(P||Q) at that i (infinite when every candidate is)
+  double threshold = 0.0;   // i * bin_width, or the fallback
 };
 
 // TensorRT "Entropy2"-style search over a histogram of |x| (any number of

@@ -13,28 +13,33 @@ import sys
 import numpy as np
 
 LEVELS = 128
-EPS = 1e-4
 FALLBACK = 1.0
 
 
 def kl_for_candidate(hist, i):
-    raw = hist[:i].astype(np.float64)
-    p = raw.copy()
-    p[i - 1] += hist[i:].astype(np.float64).sum()
-    # Level of each bin: i // 128 bins per level, the last level takes the rest.
-    per_level = i // LEVELS
-    level = np.minimum(np.arange(i) // per_level, LEVELS - 1)
-    in_p = p != 0
-    level_mass = np.bincount(level, weights=raw, minlength=LEVELS)
-    level_nonzero = np.bincount(level, weights=in_p.astype(np.float64), minlength=LEVELS)
-    share = np.divide(level_mass, level_nonzero, out=np.zeros(LEVELS), where=level_nonzero > 0)
-    q = np.where(in_p, share[level], 0.0)
-    if p.sum() == 0:
+    """KL(P||Q) for candidate i, with numpy's digitize over linspace edges
+    (the formulation of NVIDIA's pytorch-quantization histogram calibrator)."""
+    h = hist.astype(np.float64).copy()
+    h[0] = h[1]  # exact zeros are set aside
+    total = h.sum()
+    if total == 0:
         return 0.0
-    p = p / p.sum()
-    if q.sum() > 0:
-        q = q / q.sum()
-    q = np.where(q == 0, EPS, q)  # only matters where p > 0
+    edges = np.linspace(0, i, num=LEVELS + 1)
+    level = np.digitize(np.arange(i), edges) - 1
+    level[h[:i] == 0] = -1
+    used = level >= 0
+    counts = np.bincount(level[used], weights=h[:i][used], minlength=LEVELS)
+    members = np.bincount(level[used], minlength=LEVELS)
+    q = np.zeros(i)
+    q[used] = counts[level[used]] / members[level[used]]
+    p = h[:i].copy()
+    p[-1] += h[i:].sum()
+    p /= p.sum()
+    if q.sum() == 0:
+        return float("inf")
+    q /= q.sum()
+    if np.any((p > 0) & (q == 0)):
+        return float("inf")
     keep = p > 0
     return float(np.sum(p[keep] * np.log(p[keep] / q[keep])))
 
@@ -42,12 +47,13 @@ def kl_for_candidate(hist, i):
 def entropy(hist, width):
     if width == 0:
         return 0, FALLBACK
-    best_i, best_kl = None, None
-    for i in range(LEVELS, len(hist) + 1):
-        kl = kl_for_candidate(hist, i)
-        if best_kl is None or kl < best_kl:
-            best_i, best_kl = i, kl
-    return best_i, (best_i + 0.5) * width
+    n = len(hist)
+    kls = np.array([kl_for_candidate(hist, i) for i in range(LEVELS, n + 1)])
+    if np.all(np.isinf(kls)):
+        return n, n * width
+    last = len(kls) - 1 - int(np.argmin(kls[::-1]))  # the largest i among equal minima
+    i = LEVELS + last
+    return i, i * width
 
 
 def minmax(lo, hi):

@@ -108,23 +108,44 @@ TEST(QuantThresholds, MatchNumpyReference) {
 
 TEST(QuantThresholds, CandidateKlByHand) {
   std::vector<std::uint64_t> h(256, 0);
-  h[0] = 3;
+  h[0] = 50;  // exact zeros: replaced by h[1]'s count
   h[1] = 1;
-  // i = 256: two bins per level; level 0 holds 4 over 2 nonzero bins -> Q = [.5, .5].
-  EXPECT_NEAR(entropy_candidate_kl(h, 256), 0.75 * std::log(1.5) + 0.25 * std::log(0.5), 1e-15);
-  // Outliers: 4 counts at bin 200 fold into P[127] for i = 128; Q[127] is 0 -> 1e-4.
+  h[2] = 1;
+  h[3] = 3;
+  // i = 256: two bins per level. P = [1,1,1,3]/6; level 0 = bins 0-1 (mass 2),
+  // level 1 = bins 2-3 (mass 4) -> Q = [1,1,2,2]/6.
+  EXPECT_NEAR(entropy_candidate_kl(h, 256), std::log(0.5) / 6 + 0.5 * std::log(1.5), 1e-15);
+  // Outliers at bin 200 fold into P[127] for i = 128, where h is empty: infinite.
   h[200] = 4;
-  const double want = 0.375 * std::log(0.375 / 0.75) + 0.125 * std::log(0.125 / 0.25) + 0.5 * std::log(0.5 / 1e-4);
-  EXPECT_NEAR(entropy_candidate_kl(h, 128), want, 1e-12);
+  EXPECT_EQ(entropy_candidate_kl(h, 128), std::numeric_limits<double>::infinity());
+  // i = 201 holds them: bin 200 is level floor(128 * 200 / 201) = 127, alone.
+  EXPECT_NEAR(entropy_candidate_kl(h, 201), 0.1 * std::log(0.5) + 0.3 * std::log(1.5), 1e-15);
 }
 
-TEST(QuantThresholds, SpikePicksBinAfterIt) {
+TEST(QuantThresholds, SpikeTiesKeepTheWidestCandidate) {
   std::vector<std::uint64_t> h(2048, 0);
   h[700] = 10;
+  EXPECT_EQ(entropy_candidate_kl(h, 700), std::numeric_limits<double>::infinity());
+  EXPECT_EQ(entropy_candidate_kl(h, 701), 0.0);
   const EntropyResult e = entropy_threshold(h, 0.5);
-  EXPECT_EQ(e.bins, 701);  // first candidate with KL 0
+  EXPECT_EQ(e.bins, 2048);  // every i > 700 has KL 0: the last one is kept
   EXPECT_EQ(e.kl, 0.0);
-  EXPECT_EQ(e.threshold, 701.5 * 0.5);
+  EXPECT_EQ(e.threshold, 2048 * 0.5);
+}
+
+// Half of a ReLU output is exactly 0. Counting those zeros pulled the old
+// search down to about a third of the range; the threshold must keep the
+// body of the distribution.
+TEST(QuantThresholds, ReluZerosDoNotPullThresholdDown) {
+  std::mt19937 rng(7);
+  std::normal_distribution<float> n(0.0f, 1.0f);
+  std::vector<float> v;
+  for (int i = 0; i < 100000; ++i) v.push_back(std::max(0.0f, n(rng)));
+  TensorStats s;
+  s.add(v);
+  const double t = entropy_threshold(s.bins(), s.bin_width()).threshold;
+  EXPECT_GT(t, 0.5 * s.max());
+  EXPECT_LE(t, double(s.range()));
 }
 
 TEST(QuantThresholds, AllZeroAndEmptyGetPositiveThreshold) {

@@ -1,14 +1,19 @@
-// kiln bench ENGINE.plan [--input NAME=FILE.npy ...] [--warmup N] [--iterations N] [--json]
+// kiln bench ENGINE.plan [--input NAME=FILE.npy ...] [--batch N] [--warmup N] [--iterations N] [--json]
 //            [--profile] [--no-cuda-graph] [--plugins LIB.so ...]
 // CPU plans: times whole inferences (ExecutionContext::run, host tensors in
 // and out). GPU plans: times inferences on device-resident inputs with CUDA
 // events, reports transfers apart, and with --profile each layer's time.
+// Batch-profile plans run --batch N (default: the opt batch, as trtexec uses
+// the opt shapes). On the GPU, enqueue serves the max-batch specialization,
+// so other batches are timed through run() (host tensors in and out, padding
+// included), as on the CPU.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 
 #include <nlohmann/json.hpp>
 
+#include "batch_inputs.h"
 #include "bench_gpu.h"
 #include "cli.h"
 
@@ -19,7 +24,8 @@ struct BenchArgs {
   std::vector<std::string> plugins;
   std::string plan;
   std::vector<std::string> inputs;
-  int warmup = 10, iterations = 100;
+  int warmup = 10, iterations = 100, batch = 0;
+  CLI::Option* batch_opt = nullptr;
   bool json = false, profile = false, no_graph = false;
 };
 
@@ -31,14 +37,22 @@ double percentile(const std::vector<double>& sorted, double p) {
 int run_bench(const BenchArgs& a) {
   load_plugins(a.plugins);
   if (a.iterations < 1 || a.warmup < 0) throw_usage("--iterations must be >= 1 and --warmup >= 0");
+  if (a.batch_opt->count() && a.batch < 1) throw_usage("--batch must be at least 1, got " + std::to_string(a.batch));
   auto engine = Runtime().load(a.plan);
-  auto inputs = gather_inputs(*engine, a.inputs, /*random=*/true, /*seed=*/0);
+  const int run_batch = choose_batch(*engine, a.batch);
+  auto inputs = gather_inputs_at(*engine, a.inputs, /*random=*/true, /*seed=*/0, run_batch);
   auto ctx = engine->create_context();
   const bool gpu = engine->device().rfind("cuda:", 0) == 0;
   if (!gpu && (a.profile || a.no_graph)) throw_usage("--profile and --no-cuda-graph apply to GPU plans");
+  // enqueue() runs the max-batch specialization only (kiln.h).
+  const BatchProfile prof = engine->profile();
+  const bool device_timed = gpu && (prof.max == 0 || run_batch == prof.max);
+  if (gpu && !device_timed && a.profile)
+    throw_usage("--profile times the layers of the max-batch specialization: use --batch " + std::to_string(prof.max));
+  if (gpu && !device_timed) ctx->set_cuda_graph(!a.no_graph);
   std::vector<double> ms;
   GpuTimes gt;
-  if (gpu) {
+  if (device_timed) {
     gt = bench_gpu(*engine, *ctx, inputs, a.warmup, a.iterations, !a.no_graph);
     ms = gt.latency_ms;
   } else {
@@ -54,11 +68,7 @@ int run_bench(const BenchArgs& a) {
   std::sort(sorted.begin(), sorted.end());
   double mean = 0;
   for (double v : ms) mean += v / double(ms.size());
-  int64_t batch = 1;
-  if (!engine->inputs().empty()) {
-    const TensorInfo& t = engine->inputs()[0];
-    if (t.batch_axis >= 0) batch = t.shape[size_t(t.batch_axis)];
-  }
+  int64_t batch = run_batch > 0 ? run_batch : 1;
   const double median = percentile(sorted, 50);
   nlohmann::json j = {{"plan", a.plan},          {"device", engine->device()},
                       {"batch", batch},          {"warmup", a.warmup},
@@ -67,7 +77,9 @@ int run_bench(const BenchArgs& a) {
                       {"p90_ms", percentile(sorted, 90)}, {"p99_ms", percentile(sorted, 99)},
                       {"max_ms", sorted.back()}, {"throughput_per_s", double(batch) * 1000.0 / median}};
   std::vector<ExecutionContext::LayerTime> layers;
-  if (gpu) {
+  if (prof.max > 0) j["batch_profile"] = {{"min", prof.min}, {"opt", prof.opt}, {"max", prof.max}};
+  if (gpu && !device_timed) j["timed"] = "run";  // host tensors in and out, padding to the specialization included
+  if (device_timed) {
     j["cuda_graph"] = !a.no_graph;
     j["throughput_per_s"] = double(batch) * 1000.0 / gt.throughput_ms;
     j["h2d_ms"] = gt.h2d_ms;
@@ -88,7 +100,10 @@ int run_bench(const BenchArgs& a) {
   std::printf("latency ms: min %.3f  median %.3f  mean %.3f  p90 %.3f  p99 %.3f  max %.3f\n", sorted.front(), median,
               mean, double(j["p90_ms"]), double(j["p99_ms"]), sorted.back());
   std::printf("throughput: %.1f inferences/s\n", double(j["throughput_per_s"]));
-  if (gpu) {
+  if (gpu && !device_timed)
+    std::printf("timed through run(): host tensors in and out; only the max batch (%d) is timed on the device\n",
+                prof.max);
+  if (device_timed) {
     std::printf("device-resident inputs, CUDA graph %s; transfers apart: host-to-device %.3f ms, device-to-host %.3f ms\n",
                 a.no_graph ? "off" : "on", gt.h2d_ms, gt.d2h_ms);
     if (!layers.empty()) {
@@ -111,6 +126,8 @@ Command add_bench_command(CLI::App& root) {
   app->add_option("plan", args->plan, "plan file written by `kiln build`")->required();
   app->add_option("--input", args->inputs, "engine input from a .npy file (others random)")
       ->type_name("NAME=FILE.npy");
+  args->batch_opt = app->add_option("--batch", args->batch, "batch-profile plans: the batch to time (default: opt)")
+                        ->type_name("N");
   app->add_option("--warmup", args->warmup, "untimed runs first (default 10)");
   app->add_option("--iterations", args->iterations, "timed runs (default 100)");
   app->add_flag("--json", args->json, "print the results as JSON");

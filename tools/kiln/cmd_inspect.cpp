@@ -29,8 +29,10 @@ struct Inspected {
 Inspected inspect(const std::string& path, bool no_opt) {
   std::vector<uint8_t> bytes = read_file(path);
   Inspected r;
-  static const char kPlanMagic[] = "KILNPLAN";
-  if (bytes.size() >= 8 && std::memcmp(bytes.data(), kPlanMagic, 8) == 0) {
+  // Single plans and batch-profile plans.
+  const bool plan = bytes.size() >= 8 && (std::memcmp(bytes.data(), "KILNPLAN", 8) == 0 ||
+                                          std::memcmp(bytes.data(), "KILNPROF", 8) == 0);
+  if (plan) {
     // Reads the plan without creating kernels: a plan for another GPU shows too.
     r.kind = "plan";
     r.summary = Runtime().summarize(bytes, path, &r.device);
@@ -54,6 +56,9 @@ Inspected inspect(const std::string& path, bool no_opt) {
 
 void print_json(const std::string& path, const Inspected& r) {
   nlohmann::ordered_json j = summary_json(path, r.kind, r.device, r.summary, r.before.get());
+  const BatchProfile& p = r.summary.profile;
+  if (p.max > 0)
+    j["batch_profile"] = {{"min", p.min}, {"opt", p.opt}, {"max", p.max}, {"batches", profile_batches(p)}};
   std::printf("%s\n", j.dump(2).c_str());
 }
 
@@ -86,6 +91,13 @@ void print_layers(const char* title, const std::vector<LayerInfo>& layers) {
 void print_text(const std::string& path, const Inspected& r) {
   const NetworkSummary& s = r.summary;
   std::printf("%s: %s\n", path.c_str(), r.kind == "plan" ? ("kiln plan for " + r.device).c_str() : "ONNX model");
+  if (r.summary.profile.max > 0) {
+    const BatchProfile& p = r.summary.profile;
+    std::string list;
+    for (int b : profile_batches(p)) list += (list.empty() ? "" : ", ") + std::to_string(b);
+    std::printf("batch profile: min %d, opt %d, max %d (specializations at batch %s; shapes below at max)\n", p.min,
+                p.opt, p.max, list.c_str());
+  }
   std::printf("inputs:\n");
   for (auto& t : s.inputs) std::printf("  %s %s%s\n", t.name.c_str(), dtype_name(t.dtype), dims_text(t).c_str());
   std::printf("outputs:\n");
@@ -107,9 +119,10 @@ void print_text(const std::string& path, const Inspected& r) {
   std::printf("peak activation memory: %lld bytes (%s)\n", static_cast<long long>(s.activation_bytes),
               format_bytes(s.activation_bytes).c_str());
   std::printf("weight bytes: %lld (%s)\n", static_cast<long long>(s.weight_bytes), format_bytes(s.weight_bytes).c_str());
-  if (r.kind == "plan" && r.device != "cpu")
+  if (r.kind == "plan" && (r.device != "cpu" || s.reformats > 0))
     std::printf("reformat layers (precision/layout changes): %lld\n", static_cast<long long>(s.reformats));
   if (!s.precision_choice.empty()) std::printf("precision choice: %s\n", s.precision_choice.c_str());
+  if (!s.int8.empty()) std::printf("int8: %s\n", s.int8.c_str());
 }
 
 // Every timed candidate per layer, fastest first, the chosen one marked.

@@ -1,4 +1,7 @@
-// kiln run ENGINE.plan [--input NAME=FILE.npy ...] [--random-inputs SEED] --outdir DIR [--plugins LIB.so ...]
+// kiln run ENGINE.plan [--input NAME=FILE.npy ...] [--random-inputs SEED] [--batch N] --outdir DIR
+//          [--plugins LIB.so ...]
+// --batch: the batch random inputs get on a batch-profile plan (default its
+// opt batch); .npy inputs bring their own.
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -8,6 +11,7 @@
 #include <random>
 #include <set>
 
+#include "batch_inputs.h"
 #include "cli.h"
 #include "npy.h"
 
@@ -19,7 +23,9 @@ struct RunArgs {
   std::string plan, outdir;
   std::vector<std::string> inputs;
   uint64_t seed = 0;
+  int batch = 0;
   CLI::Option* seed_opt = nullptr;
+  CLI::Option* batch_opt = nullptr;
 };
 
 double element(const HostTensor& t, int64_t i) {
@@ -68,8 +74,9 @@ std::string file_stem(const std::string& name, size_t k, std::set<std::string>& 
 int run_run(const RunArgs& a) {
   load_plugins(a.plugins);
   const bool random = a.seed_opt->count() > 0;
+  if (a.batch_opt->count() && a.batch < 1) throw_usage("--batch must be at least 1, got " + std::to_string(a.batch));
   auto engine = Runtime().load(a.plan);
-  auto inputs = gather_inputs(*engine, a.inputs, random, a.seed);
+  auto inputs = gather_inputs_at(*engine, a.inputs, random, a.seed, choose_batch(*engine, a.batch));
 
   auto ctx = engine->create_context();
   auto start = std::chrono::steady_clock::now();
@@ -101,6 +108,8 @@ Command add_run_command(CLI::App& root) {
       ->allow_extra_args(false);
   args->seed_opt = app->add_option("--random-inputs", args->seed, "fill inputs not given with --input randomly")
                        ->type_name("SEED");
+  args->batch_opt = app->add_option("--batch", args->batch, "batch-profile plans: the batch to run (default: opt)")
+                        ->type_name("N");
   app->add_option("--outdir", args->outdir, "directory for <output>.npy files (created if needed)")->required();
   add_plugins_option(app, args->plugins);
   return {app, [args] { return run_run(*args); }};

@@ -1,8 +1,10 @@
-// Engine inputs for `kiln run` and `kiln bench`: from .npy files or random.
+// Engine inputs for `kiln run` and `kiln bench`: from .npy files or random,
+// at the batch --batch chose (batch_inputs.h).
 #include <map>
 #include <random>
 #include <set>
 
+#include "batch_inputs.h"
 #include "cli.h"
 #include "npy.h"
 
@@ -33,10 +35,39 @@ HostTensor random_tensor(const TensorInfo& info, uint64_t seed, size_t k) {
   return t;
 }
 
+// The batch of a single-batch plan: its first batched input's extent.
+int plan_batch(const Engine& engine) {
+  for (const TensorInfo& t : engine.inputs())
+    if (t.batch_axis >= 0) return int(t.shape[size_t(t.batch_axis)]);
+  return 0;
+}
+
 }  // namespace
+
+int choose_batch(const Engine& engine, int requested) {
+  const BatchProfile p = engine.profile();
+  if (p.max > 0) {
+    if (requested == 0) return p.opt;
+    if (requested < p.min || requested > p.max)
+      throw_usage("--batch " + std::to_string(requested) + " is outside the plan's batch profile [" +
+                  std::to_string(p.min) + ", " + std::to_string(p.max) + "]: give a batch from " +
+                  std::to_string(p.min) + " to " + std::to_string(p.max));
+    return requested;
+  }
+  const int own = plan_batch(engine);
+  if (requested == 0 || requested == own) return own;
+  if (own == 0) throw_usage("--batch " + std::to_string(requested) + ": this plan's inputs have no batch axis");
+  throw_usage("--batch " + std::to_string(requested) + ": this plan runs batch " + std::to_string(own) +
+              " only; build it with --min-batch/--opt-batch/--max-batch to run other batches");
+}
 
 std::map<std::string, HostTensor> gather_inputs(const Engine& engine, const std::vector<std::string>& specs,
                                                 bool random, uint64_t seed) {
+  return gather_inputs_at(engine, specs, random, seed, 0);
+}
+
+std::map<std::string, HostTensor> gather_inputs_at(const Engine& engine, const std::vector<std::string>& specs,
+                                                   bool random, uint64_t seed, int batch) {
   std::map<std::string, std::string> files;
   for (const std::string& spec : specs) {
     size_t eq = spec.find('=');
@@ -59,7 +90,8 @@ std::map<std::string, HostTensor> gather_inputs(const Engine& engine, const std:
     }
   std::map<std::string, HostTensor> inputs;
   for (size_t k = 0; k < engine.inputs().size(); ++k) {
-    const TensorInfo& info = engine.inputs()[k];
+    TensorInfo info = engine.inputs()[k];
+    if (batch > 0 && info.batch_axis >= 0) info.shape[size_t(info.batch_axis)] = batch;
     auto it = files.find(info.name);
     if (it != files.end()) inputs[info.name] = npy::load(it->second);
     else if (random) inputs[info.name] = random_tensor(info, seed, k);

@@ -5,6 +5,11 @@
 
 namespace kiln::cpu {
 
+// INT8 execution: QConv (qconv.cpp) and Reformat (reformat.cpp), domain "kiln".
+void register_qconv_kernels(KernelRegistry&);
+void register_reformat_kernels(KernelRegistry&);
+void register_quantize_kernels(KernelRegistry&);  // quantize.cpp: QuantizeLinear / DequantizeLinear
+
 KernelRegistry& KernelRegistry::global() {
   static KernelRegistry* reg = [] {
     auto* r = new KernelRegistry;
@@ -21,6 +26,9 @@ KernelRegistry& KernelRegistry::global() {
     register_resize_kernels(*r);
     register_misc_kernels(*r);
     register_fused_kernels(*r);
+    register_qconv_kernels(*r);
+    register_reformat_kernels(*r);
+    register_quantize_kernels(*r);
     return r;
   }();
   return *reg;

@@ -32,6 +32,8 @@ DevicePtr device_alloc(size_t bytes);  // at least 256 bytes, never null
 // Copies a constant to the device as `as` (kFloat16 converts an FP32
 // constant; otherwise the dtype must match).
 DevicePtr upload(const ir::Tensor& t, DataType as);
+// Device copies of host data. Kernels only read them: while a profile plan
+// loads, uploads of equal bytes share one copy (upload_sharing.h).
 DevicePtr upload(const void* host, size_t bytes);
 
 // Blocks of `threads` covering n items, capped so a grid-stride loop covers the rest.

@@ -9,7 +9,16 @@
 // through one generic kernel with the CPU kernel's semantics (numpy astype:
 // float -> int truncates, NaN and out-of-range give the int32/int64 minimum,
 // 8-bit types keep its low bits; any non-zero is true; fp16 via fp32).
+//
+// INT8 Reformats (attribute `scale`) take the same fast paths:
+//   float -> int8: saturate_int8(round_half_even(x / scale)), NaN -> 0
+//   int8 -> float: float(q) * scale
+//   int8 -> int8:  a layout change only
+// x / scale is a true IEEE division, so results match the CPU reference.
 #include <cuda_fp16.h>
+
+#include <cmath>
+#include <type_traits>
 
 #include "backends/cuda/common.h"
 #include "backends/cuda/elementwise_ops.cuh"
@@ -26,10 +35,32 @@ struct CopyArgs {
   void* dst = nullptr;
   int64_t total = 0;
   int from = 0, to = 0;  // DataType codes (generic cast)
+  float scale = 1.f;     // int8 Reformats: the quantization step
   ix::Geometry<2> g;     // out, in
 };
 
-// Same layout, fp32 <-> fp16: 4 elements per thread, tail scalar.
+template <class T> constexpr bool kFloatT = std::is_same_v<T, float> || std::is_same_v<T, __half>;
+
+__device__ __forceinline__ float as_float(float v) { return v; }
+__device__ __forceinline__ float as_float(__half v) { return __half2float(v); }
+
+// One element: fp32 <-> fp16, identity, or the int8 Reformat conversions.
+template <class To, class From> __device__ __forceinline__ To cvt(From v, float scale) {
+  if constexpr (std::is_same_v<To, int8_t> && kFloatT<From>) {
+    float t = __fdiv_rn(as_float(v), scale);
+    if (t != t) return 0;
+    t = fminf(fmaxf(rintf(t), -128.f), 127.f);
+    return int8_t(int(t));
+  } else if constexpr (std::is_same_v<From, int8_t> && kFloatT<To>) {
+    const float f = __fmul_rn(float(v), scale);
+    if constexpr (std::is_same_v<To, __half>) return __float2half_rn(f);
+    else return f;
+  } else {
+    return ix::convert_value<To, From>(v);
+  }
+}
+
+// Same layout, converting: 4 elements per thread, tail scalar.
 template <class Tin, class Tout> __global__ void __launch_bounds__(kThreads) flat_convert_kernel(const __grid_constant__ CopyArgs a) {
   struct alignas(4 * sizeof(Tin)) In4 { Tin v[4]; };
   struct alignas(4 * sizeof(Tout)) Out4 { Tout v[4]; };
@@ -41,10 +72,10 @@ template <class Tin, class Tout> __global__ void __launch_bounds__(kThreads) fla
     const In4 x = reinterpret_cast<const In4*>(src)[p];
     Out4 y;
 #pragma unroll
-    for (int j = 0; j < 4; ++j) y.v[j] = ix::convert_value<Tout, Tin>(x.v[j]);
+    for (int j = 0; j < 4; ++j) y.v[j] = cvt<Tout, Tin>(x.v[j], a.scale);
     reinterpret_cast<Out4*>(dst)[p] = y;
   }
-  for (int64_t i = packs * 4 + t; i < a.total; i += stride) dst[i] = ix::convert_value<Tout, Tin>(src[i]);
+  for (int64_t i = packs * 4 + t; i < a.total; i += stride) dst[i] = cvt<Tout, Tin>(src[i], a.scale);
 }
 
 template <class Tin, class Tout, class I> __global__ void __launch_bounds__(kThreads) strided_convert_kernel(const __grid_constant__ CopyArgs a) {
@@ -53,7 +84,38 @@ template <class Tin, class Tout, class I> __global__ void __launch_bounds__(kThr
   for (int64_t i = int64_t(blockIdx.x) * kThreads + threadIdx.x; i < a.total; i += int64_t(gridDim.x) * kThreads) {
     I off[2];
     ix::locate<I, 2>(a.g, I(i), off);
-    dst[off[0]] = ix::convert_value<Tout, Tin>(src[off[1]]);
+    dst[off[0]] = cvt<Tout, Tin>(src[off[1]], a.scale);
+  }
+}
+
+// ix::tiled_transpose_kernel with the conversion above (block (32, 8)).
+template <class Tin, class Tout>
+__global__ void tiled_convert_kernel(const __grid_constant__ ix::TileArgs a, float scale) {
+  using ix::kTile;
+  using ix::kTileRows;
+  __shared__ Tin tile[kTile][kTile + 1];
+  const Tin* src = static_cast<const Tin*>(a.src);
+  Tout* dst = static_cast<Tout*>(a.dst);
+  const int tx = threadIdx.x, ty = threadIdx.y;
+  const int64_t tiles = a.tiles_t * a.tiles_l;
+  for (int64_t b = blockIdx.y; b < a.batch; b += gridDim.y) {
+    int64_t off[2];
+    ix::locate<int64_t, 2>(a.bg, b, off);
+    for (int64_t tile_id = blockIdx.x; tile_id < tiles; tile_id += gridDim.x) {
+      const int64_t t0 = (tile_id / a.tiles_l) * kTile, l0 = (tile_id % a.tiles_l) * kTile;
+      __syncthreads();  // the previous tile has been written out
+#pragma unroll
+      for (int r = 0; r < kTile; r += kTileRows) {
+        const int64_t l = l0 + ty + r, t = t0 + tx;
+        if (l < a.dim_l && t < a.dim_t) tile[ty + r][tx] = src[off[1] + l * a.in_sl + t];
+      }
+      __syncthreads();
+#pragma unroll
+      for (int r = 0; r < kTile; r += kTileRows) {
+        const int64_t t = t0 + ty + r, l = l0 + tx;
+        if (l < a.dim_l && t < a.dim_t) dst[off[0] + t * a.out_st + l] = cvt<Tout, Tin>(tile[tx][ty + r], scale);
+      }
+    }
   }
 }
 
@@ -123,7 +185,7 @@ ix::Plan copy_plan(const ir::Value& in, const ir::Value& out) {
 
 class ConvertKernel : public Kernel {
  public:
-  ConvertKernel(const ir::Node& n, Path path) : path_(path) {
+  ConvertKernel(const ir::Node& n, Path path, float scale) : path_(path) {
     const ir::Value& in = *n.inputs[0];
     const ir::Value& out = *n.outputs[0];
     from_ = in.dtype;
@@ -132,6 +194,7 @@ class ConvertKernel : public Kernel {
     a_.total = p.total();
     a_.from = int(from_);
     a_.to = int(to_);
+    a_.scale = scale;
     a_.g = ix::geometry_of<2>(p, n.label());
     small_ = ix::fits32(p);
     if (path_ == Path::kTiled && !ix::tile_args(p, &t_)) throw_internal(n.label() + ": no tiled path");
@@ -153,9 +216,15 @@ class ConvertKernel : public Kernel {
       KILN_CUDA_LAUNCHED("generic_cast_kernel");
       return;
     }
-    // Paths with typed elements: fp32 <-> fp16, or a same-dtype copy by size.
-    if (from_ == DataType::kFloat32 && to_ == DataType::kFloat16) return typed<float, __half>(a, l.stream);
-    if (from_ == DataType::kFloat16 && to_ == DataType::kFloat32) return typed<__half, float>(a, l.stream);
+    // Paths with typed elements: fp32 <-> fp16, the int8 Reformats, or a
+    // same-dtype copy by size.
+    constexpr DataType f32 = DataType::kFloat32, f16 = DataType::kFloat16, i8 = DataType::kInt8;
+    if (from_ == f32 && to_ == f16) return typed<float, __half>(a, l.stream);
+    if (from_ == f16 && to_ == f32) return typed<__half, float>(a, l.stream);
+    if (from_ == f32 && to_ == i8) return typed<float, int8_t>(a, l.stream);
+    if (from_ == f16 && to_ == i8) return typed<__half, int8_t>(a, l.stream);
+    if (from_ == i8 && to_ == f32) return typed<int8_t, float>(a, l.stream);
+    if (from_ == i8 && to_ == f16) return typed<int8_t, __half>(a, l.stream);
     switch (dtype_size(to_)) {
       case 1: return typed<uint8_t, uint8_t>(a, l.stream);
       case 2: return typed<uint16_t, uint16_t>(a, l.stream);
@@ -170,8 +239,11 @@ class ConvertKernel : public Kernel {
       ix::TileArgs t = t_;
       t.src = a.src;
       t.dst = a.dst;
-      ix::launch_tiled(t, ix::tiled_transpose_kernel<Tin, Tout>, s);
-      KILN_CUDA_LAUNCHED("tiled_transpose_kernel");
+      const int64_t tiles = t.tiles_t * t.tiles_l;
+      const unsigned gx = unsigned(std::min<int64_t>(tiles, int64_t(1) << 30));
+      const unsigned gy = unsigned(std::min<int64_t>(t.batch, 65535));
+      tiled_convert_kernel<Tin, Tout><<<dim3(gx, gy), dim3(ix::kTile, ix::kTileRows), 0, s>>>(t, a.scale);
+      KILN_CUDA_LAUNCHED("tiled_convert_kernel");
       return;
     }
     const unsigned grid = grid_for(path_ == Path::kFlat ? a.total / 4 + 1 : a.total, kThreads);
@@ -198,8 +270,10 @@ class ConvertKernel : public Kernel {
 };
 
 // Tactics for copying input 0 to output 0 converting dtype and layout;
-// `prefix` names the op ("reformat_", "cast_").
-std::vector<Tactic> convert_tactics(const ir::Node& n, const std::string& prefix, std::string* why) {
+// `prefix` names the op ("reformat_", "cast_"). `scaled`: an int8 Reformat
+// between int8 and a float dtype, with quantization step `scale`.
+std::vector<Tactic> convert_tactics(const ir::Node& n, const std::string& prefix, std::string* why,
+                                    bool scaled = false, float scale = 1.f) {
   auto fail = [&](const std::string& m) {
     if (why) *why = m;
     return std::vector<Tactic>{};
@@ -211,10 +285,12 @@ std::vector<Tactic> convert_tactics(const ir::Node& n, const std::string& prefix
   if (in->dims.size() > size_t(kMaxRank)) return fail("rank above " + std::to_string(kMaxRank));
   const ix::Plan p = copy_plan(*in, out);
   if (p.rank() > kMaxRank) return fail("the layouts do not merge into " + std::to_string(kMaxRank) + " axes");
-  const bool typed = in->dtype == out.dtype || (is_float(in->dtype) && is_float(out.dtype));
+  const bool typed = in->dtype == out.dtype || (is_float(in->dtype) && is_float(out.dtype)) || scaled;
   const bool contiguous = p.rank() == 1 && p.strides[0][0] == 1 && p.strides[1][0] == 1;
   const ir::Node* node = &n;
-  auto make = [node](Path path) { return [node, path] { return std::unique_ptr<Kernel>(new ConvertKernel(*node, path)); }; };
+  auto make = [node, scale](Path path) {
+    return [node, path, scale] { return std::unique_ptr<Kernel>(new ConvertKernel(*node, path, scale)); };
+  };
   if (!typed) return {{prefix + "generic", make(Path::kGeneric)}};
   if (contiguous) {
     if (in->dtype == out.dtype) return {{prefix + "memcpy", make(Path::kMemcpy)}};
@@ -229,12 +305,21 @@ std::vector<Tactic> convert_tactics(const ir::Node& n, const std::string& prefix
 
 std::vector<Tactic> reformat_tactics(const ir::Node& n, std::string* why) {
   const ir::Value* in = n.in(0);
-  if (in && n.outputs.size() == 1 && n.outputs[0] && in->dtype != n.outputs[0]->dtype &&
-      !(is_float(in->dtype) && is_float(n.outputs[0]->dtype))) {
-    if (why) *why = "Reformat converts between fp32 and fp16 only";
+  if (!in || n.outputs.size() != 1 || !n.outputs[0]) return convert_tactics(n, "reformat_", why);
+  const DataType from = in->dtype, to = n.outputs[0]->dtype;
+  if (from == to || (is_float(from) && is_float(to))) return convert_tactics(n, "reformat_", why);
+  const bool quant = is_float(from) && to == DataType::kInt8, dequant = from == DataType::kInt8 && is_float(to);
+  if (!quant && !dequant) {
+    if (why) *why = std::string("Reformat converts between fp32, fp16 and int8 only, not ") + dtype_name(from) + " -> " +
+                    dtype_name(to);
     return {};
   }
-  return convert_tactics(n, "reformat_", why);
+  const float scale = n.f("scale", 0.f);
+  if (!std::isfinite(scale) || !(scale > 0.f)) {
+    if (why) *why = "a Reformat between int8 and a float dtype needs attribute scale, a finite float > 0";
+    return {};
+  }
+  return convert_tactics(n, "reformat_", why, true, scale);
 }
 
 std::vector<Tactic> cast_tactics(const ir::Node& n, std::string* why) { return convert_tactics(n, "cast_", why); }

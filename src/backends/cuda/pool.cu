@@ -5,6 +5,9 @@
 // gives -inf), averages divide by the valid taps or, with count_include_pad,
 // by the taps inside [-pad_begin, in + pad_end). Accumulation is fp32.
 //
+// MaxPool also runs on int8 (output int8, the input's scale: max commutes
+// with the monotone quantization); values are exact in float.
+//
 // Tactics, all correct for any layout (every access goes through strides):
 //   pool_nchw        threads over output pixels, W fastest (linear layout)
 //   pool_nhwc        threads over channels, C fastest (channels-last)
@@ -31,6 +34,9 @@ __device__ __forceinline__ float ld(const float* p) { return *p; }
 __device__ __forceinline__ float ld(const __half* p) { return __half2float(*p); }
 __device__ __forceinline__ void st(float* p, float v) { *p = v; }
 __device__ __forceinline__ void st(__half* p, float v) { *p = __float2half_rn(v); }
+__device__ __forceinline__ float ld(const int8_t* p) { return float(*p); }
+// A max of int8 taps is an int8 value; a window without taps (-inf) saturates.
+__device__ __forceinline__ void st(int8_t* p, float v) { *p = int8_t(int(fminf(fmaxf(v, -128.f), 127.f))); }
 
 __device__ __forceinline__ int64_t gthread() { return int64_t(blockIdx.x) * blockDim.x + threadIdx.x; }
 __device__ __forceinline__ int64_t gthreads() { return int64_t(gridDim.x) * blockDim.x; }
@@ -151,6 +157,19 @@ __device__ __forceinline__ void load16(const __half* p, float* f) {
     f[2 * k + 1] = t.y;
   }
 }
+__device__ __forceinline__ void load16(const int8_t* p, float* f) {
+  const int4 u = *reinterpret_cast<const int4*>(p);
+  const int8_t* b = reinterpret_cast<const int8_t*>(&u);
+#pragma unroll
+  for (int k = 0; k < 16; ++k) f[k] = float(b[k]);
+}
+__device__ __forceinline__ void store16(int8_t* p, const float* f) {
+  int4 u;
+  int8_t* b = reinterpret_cast<int8_t*>(&u);
+#pragma unroll
+  for (int k = 0; k < 16; ++k) b[k] = int8_t(int(fminf(fmaxf(f[k], -128.f), 127.f)));
+  *reinterpret_cast<int4*>(p) = u;
+}
 __device__ __forceinline__ void store16(float* p, const float* f) {
   *reinterpret_cast<float4*>(p) = make_float4(f[0], f[1], f[2], f[3]);
 }
@@ -212,14 +231,15 @@ template <typename T> __global__ void window_pool_vec(const T* __restrict__ x, T
 class WindowKernel : public Kernel {
  public:
   // mode: 0 pixels fastest, 1 channels fastest, 2 channel groups of 16 bytes
-  WindowKernel(const WinParams& p, const std::vector<AxisTap>& taps, bool half, int mode)
-      : p_(p), half_(half), cf_(mode != 0), vec_(mode == 2) {
+  WindowKernel(const WinParams& p, const std::vector<AxisTap>& taps, DataType dt, int mode)
+      : p_(p), dt_(dt), cf_(mode != 0), vec_(mode == 2) {
     taps_ = upload(taps.data(), taps.size() * sizeof(AxisTap));
     p_.taps = static_cast<const AxisTap*>(taps_.get());
   }
   void enqueue(const std::vector<const void*>& in, const std::vector<void*>& out, const Launch& l) const override {
     if (p_.total == 0) return;
-    if (half_) go(static_cast<const __half*>(in[0]), static_cast<__half*>(out[0]), l.stream);
+    if (dt_ == DataType::kFloat16) go(static_cast<const __half*>(in[0]), static_cast<__half*>(out[0]), l.stream);
+    else if (dt_ == DataType::kInt8) go(static_cast<const int8_t*>(in[0]), static_cast<int8_t*>(out[0]), l.stream);
     else go(static_cast<const float*>(in[0]), static_cast<float*>(out[0]), l.stream);
   }
 
@@ -239,22 +259,25 @@ class WindowKernel : public Kernel {
     KILN_CUDA_LAUNCHED("pooling kernel");
   }
   WinParams p_;
-  bool half_, cf_, vec_;
+  DataType dt_;
+  bool cf_, vec_;
   DevicePtr taps_;
 };
 
 bool float_dtype(DataType t) { return t == DataType::kFloat32 || t == DataType::kFloat16; }
 
 // Input/output checks every pool shares; fills the descriptors.
-bool pool_operands(const ir::Node& n, std::string* why, TensorDesc& xd, TensorDesc& yd) {
+bool pool_operands(const ir::Node& n, std::string* why, TensorDesc& xd, TensorDesc& yd, bool int8_ok = false) {
   const ir::Value* x = n.in(0);
   const ir::Value* y = n.outputs.empty() ? nullptr : n.outputs[0];
   if (!x || !y) {
     if (why) *why = "missing input or output";
     return false;
   }
-  if (!float_dtype(x->dtype) || y->dtype != x->dtype) {
-    if (why) *why = std::string("input dtype ") + dtype_name(x->dtype) + " (CUDA pooling takes fp32/fp16)";
+  if (!(float_dtype(x->dtype) || (int8_ok && x->dtype == DataType::kInt8)) || y->dtype != x->dtype) {
+    if (why)
+      *why = std::string("input dtype ") + dtype_name(x->dtype) + " (CUDA pooling takes fp32/fp16" +
+             (int8_ok ? ", MaxPool int8 too)" : ")");
     return false;
   }
   if (x->dims.size() < 3 || x->dims.size() > 5 || y->dims.size() != x->dims.size()) {
@@ -272,7 +295,7 @@ std::vector<Tactic> window_tactics(const ir::Node& n, std::string* why, Kind kin
     return {};
   }
   TensorDesc xd, yd;
-  if (!pool_operands(n, why, xd, yd)) return {};
+  if (!pool_operands(n, why, xd, yd, kind == Kind::kMax)) return {};
   const size_t r = size_t(xd.rank) - 2, off = 3 - r;
   const std::vector<int64_t> k = n.ints("kernel_shape"), s = n.ints("strides"), d = n.ints("dilations"),
                              pads = n.ints("pads");
@@ -318,15 +341,15 @@ std::vector<Tactic> window_tactics(const ir::Node& n, std::string* why, Kind kin
     if (why) *why = "LpPool p=" + std::to_string(p.p) + " (CUDA takes 1..64)";
     return {};
   }
-  const bool half = n.in(0)->dtype == DataType::kFloat16;
+  const DataType dt = n.in(0)->dtype;
   std::vector<Tactic> t;
   auto add = [&](const char* name, int mode) {
-    t.push_back({name, [p, taps, half, mode] { return std::make_unique<WindowKernel>(p, taps, half, mode); }});
+    t.push_back({name, [p, taps, dt, mode] { return std::make_unique<WindowKernel>(p, taps, dt, mode); }});
   };
   add("pool_nchw", 0);
   add("pool_nhwc", 1);
   // Channels contiguous in both tensors and a whole number of 16-byte groups.
-  const int64_t v = half ? 8 : 4;
+  const int64_t v = int64_t(16 / dtype_size(dt));
   if (xd.rank == 4 && xd.strides[1] == 1 && yd.strides[1] == 1 && p.C % v == 0 && p.narrow) add("pool_nhwc_vec", 2);
   return t;
 }

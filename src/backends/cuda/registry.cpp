@@ -6,11 +6,14 @@
 #include <vector>
 
 #include "backends/cuda/common.h"
+#include "backends/cuda/upload_sharing.h"
 #ifdef KILN_WITH_CUTLASS
 #include "backends/cuda/cutlass/conv_cutlass.h"
+#include "backends/cuda/cutlass/qconv_cutlass.h"
 #endif
 #include "backends/cuda/kernel.h"
 #include "backends/cuda/libraries.h"
+#include "backends/cuda/qconv.h"
 
 namespace kiln::cuda {
 
@@ -70,8 +73,10 @@ DevicePtr device_alloc(size_t bytes) {
 }
 
 DevicePtr upload(const void* host, size_t bytes) {
+  if (DevicePtr shared = SharedUploads::find(host, bytes)) return shared;  // profile plans: equal bytes, one copy
   DevicePtr d = device_alloc(bytes);
   if (bytes) KILN_CUDA_CHECK(cudaMemcpy(d.get(), host, bytes, cudaMemcpyHostToDevice));
+  SharedUploads::store(host, bytes, d);
   return d;
 }
 
@@ -161,6 +166,10 @@ Registry& Registry::global() {
     register_conv_gemm_kernels(*g);
 #ifdef KILN_WITH_CUTLASS
     register_conv_cutlass_kernels(*g);  // cutlass/conv_cutlass.h: sm_90a implicit GEMM (extends Conv)
+#endif
+    register_qconv_kernels(*g);  // qconv.h: kiln::QConv (INT8)
+#ifdef KILN_WITH_CUTLASS
+    register_qconv_cutlass_kernels(*g);  // cutlass/qconv_cutlass.h: sm_90a INT8 implicit GEMM (extends QConv)
 #endif
     register_gemm_kernels(*g);
     register_elementwise_kernels(*g);

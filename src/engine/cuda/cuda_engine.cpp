@@ -15,7 +15,9 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <unordered_map>
+#include <utility>
 
 #include "backends/cuda/common.h"
 #include "backends/cuda/kernel.h"
@@ -229,8 +231,14 @@ class CudaEngine : public Engine {
 
 }  // namespace
 
+struct DeviceConstantCache {
+  std::map<std::pair<const void*, size_t>, cuda::DevicePtr> copies;
+};
+
+std::shared_ptr<DeviceConstantCache> make_device_constant_cache() { return std::make_shared<DeviceConstantCache>(); }
+
 std::unique_ptr<Engine> make_cuda_engine(std::unique_ptr<ir::Graph> graph, const std::string& origin,
-                                         const std::string& device) {
+                                         const std::string& device, DeviceConstantCache* shared) {
   auto m = std::make_shared<CudaModel>();
   m->graph = std::move(graph);
   m->origin = origin;
@@ -246,8 +254,15 @@ std::unique_ptr<Engine> make_cuda_engine(std::unique_ptr<ir::Graph> graph, const
   // One device copy per constant a running layer reads or the graph returns
   // (outputs the passes folded to constants are copied out of it).
   auto upload_constant = [&](const ir::Value* v) {
-    if (v && v->is_constant() && !m->constants.count(v))
-      m->constants[v] = cuda::upload(v->constant->raw(), v->constant->nbytes());
+    if (!v || !v->is_constant() || m->constants.count(v)) return;
+    const ir::Tensor& t = *v->constant;
+    if (!shared) {
+      m->constants[v] = cuda::upload(t.raw(), t.nbytes());
+      return;
+    }
+    cuda::DevicePtr& d = shared->copies[{t.raw(), t.nbytes()}];
+    if (!d) d = cuda::upload(t.raw(), t.nbytes());
+    m->constants[v] = d;
   };
   auto& reg = cuda::Registry::global();
   for (size_t k = 0; k < g.nodes().size(); ++k) {

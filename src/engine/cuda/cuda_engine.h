@@ -10,7 +10,13 @@
 
 namespace kiln {
 
+// Device copies of constants shared by the engines of one profile plan,
+// whose graphs share their constant Tensors: keyed by the host data pointer,
+// so each is uploaded once however many specializations read it.
+struct DeviceConstantCache;
+std::shared_ptr<DeviceConstantCache> make_device_constant_cache();
+
 std::unique_ptr<Engine> make_cuda_engine(std::unique_ptr<ir::Graph> graph, const std::string& origin,
-                                         const std::string& device);
+                                         const std::string& device, DeviceConstantCache* shared = nullptr);
 
 }  // namespace kiln

@@ -12,6 +12,7 @@
 //             Clip min/max), 0 where unused
 // The output has the numpy broadcast of all input dims; fp32, or fp16 when
 // every input is fp16 (GPU plans).
+#include <cmath>
 #include <set>
 
 #include "ir/fused_elementwise.h"
@@ -85,25 +86,42 @@ void infer_fused_elementwise(Node& n) {
 }
 
 // Reformat: [x] -> y with x's dims, dtype `to` (a DataType code) and the
-// layout the builder gave y. Inserted by GPU builders where precisions or
-// layouts change between layers; it copies, converting both.
+// layout the builder gave y. Inserted by builders where precisions or
+// layouts change between layers; it copies, converting both. INT8 edges
+// carry `scale` (finite > 0): float -> int8 is saturate(round_half_even(x /
+// scale)), int8 -> float is q * scale; int8 -> int8 only changes the layout.
 void infer_reformat(Node& n) {
   if (n.inputs.size() != 1 || n.outputs.size() != 1 || !n.outputs[0])
     throw_bad_input(n.label() + ": Reformat has one input and one output");
   const Value& x = input_checked(n, 0);
   const int64_t to = n.i("to", int64_t(x.dtype));
-  if (to != int64_t(DataType::kFloat32) && to != int64_t(DataType::kFloat16))
-    throw_bad_input(n.label() + ": Reformat converts to fp32 or fp16, got dtype code " + std::to_string(to));
-  if (x.dtype != DataType::kFloat32 && x.dtype != DataType::kFloat16 && to != int64_t(x.dtype))
-    throw_bad_input(n.label() + ": Reformat converts fp32/fp16 inputs only, got " + dtype_name(x.dtype));
+  auto convertible = [](int64_t t) {
+    return t == int64_t(DataType::kFloat32) || t == int64_t(DataType::kFloat16) || t == int64_t(DataType::kInt8);
+  };
+  if (!convertible(to))
+    throw_bad_input(n.label() + ": Reformat converts to fp32, fp16 or int8, got dtype code " + std::to_string(to));
+  if (!convertible(int64_t(x.dtype)))
+    throw_bad_input(n.label() + ": Reformat converts fp32/fp16/int8 inputs only, got " + dtype_name(x.dtype));
+  const bool int8_in = x.dtype == DataType::kInt8, int8_out = to == int64_t(DataType::kInt8);
+  if ((int8_in || int8_out) && int8_in != int8_out) {
+    if (!n.has("scale"))
+      throw_bad_input(n.label() + ": attribute 'scale' is missing; a Reformat between int8 and float needs the "
+                      "int8 tensor's quantization scale");
+    const float s = n.f("scale", 0.f);
+    if (!std::isfinite(s) || !(s > 0.f))
+      throw_bad_input(n.label() + ": attribute 'scale' is " + std::to_string(s) + "; it must be finite and > 0");
+  }
   set_output(n, 0, DataType(to), x.dims);
 }
 
 }  // namespace
 
+void register_qconv_ops(OpRegistry& r);  // qconv.cpp: the INT8 convolution, also kiln-internal
+
 void register_fused_ops(OpRegistry& r) {
   r.add({"kiln", "FusedElementwise", infer_fused_elementwise});
   r.add({"kiln", "Reformat", infer_reformat});
+  register_qconv_ops(r);
 }
 
 bool fusable_unary(const std::string& op) {

@@ -67,7 +67,28 @@ ir::Tensor to_fp32(const ir::Tensor& t) {
   return f;
 }
 
-// Host bytes of `t` laid out as `v` wants (row-major -> channels-last), and back.
+// max |a - b| / max(1, max |b|); +inf on a NaN mismatch or shape change.
+double scaled_error(const ir::Tensor& gpu, const ir::Tensor& ref) {
+  if (gpu.dims() != ref.dims()) return INFINITY;
+  auto a = to_fp32(gpu).to_double(), b = ref.to_double();
+  double scale = 1, worst = 0;
+  for (double x : b)
+    if (std::isfinite(x)) scale = std::max(scale, std::fabs(x));
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (std::isnan(a[i]) != std::isnan(b[i])) return INFINITY;
+    if (std::isnan(b[i]) || a[i] == b[i]) continue;
+    worst = std::max(worst, std::fabs(a[i] - b[i]) / scale);
+  }
+  return worst;
+}
+
+}  // namespace
+
+bool cuda_available() {
+  int n = 0;
+  return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
+}
+
 std::vector<uint8_t> to_layout(const ir::Tensor& t, const ir::Value& v) {
   const size_t es = dtype_size(t.dtype());
   std::vector<uint8_t> out(t.nbytes());
@@ -96,26 +117,56 @@ ir::Tensor from_layout(const std::vector<uint8_t>& bytes, const ir::Value& v) {
   return t;
 }
 
-// max |a - b| / max(1, max |b|); +inf on a NaN mismatch or shape change.
-double scaled_error(const ir::Tensor& gpu, const ir::Tensor& ref) {
-  if (gpu.dims() != ref.dims()) return INFINITY;
-  auto a = to_fp32(gpu).to_double(), b = ref.to_double();
-  double scale = 1, worst = 0;
-  for (double x : b)
-    if (std::isfinite(x)) scale = std::max(scale, std::fabs(x));
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (std::isnan(a[i]) != std::isnan(b[i])) return INFINITY;
-    if (std::isnan(b[i]) || a[i] == b[i]) continue;
-    worst = std::max(worst, std::fabs(a[i] - b[i]) / scale);
+std::vector<ir::Tensor> run_tactic(const ir::Node& n, const cuda::Tactic& t, const std::vector<const ir::Tensor*>& in,
+                                   uint8_t poison) {
+  // One stream and library set for the whole test process (cuDNN handles
+  // are slow to create); never destroyed, like the CUDA context itself.
+  static cudaStream_t stream = [] {
+    cudaStream_t s = nullptr;
+    cuda::check(cudaStreamCreate(&s), "cudaStreamCreate");
+    return s;
+  }();
+  static cuda::Libraries* libs = new cuda::Libraries(stream);
+  auto kernel = t.make();
+  std::vector<cuda::DevicePtr> keep;
+  std::vector<const void*> in_ptrs;
+  for (size_t k = 0; k < n.inputs.size(); ++k) {
+    const ir::Value* v = n.in(k);
+    const ir::Tensor* h = k < in.size() ? in[k] : nullptr;
+    if (!v || !h) {
+      in_ptrs.push_back(nullptr);
+      continue;
+    }
+    if (h->dtype() != v->dtype || h->dims() != v->dims)
+      throw_internal("run_tactic: host input " + std::to_string(k) + " does not match value '" + v->name + "'");
+    std::vector<uint8_t> bytes = v->is_constant() ? std::vector<uint8_t>(static_cast<const uint8_t*>(h->raw()),
+                                                                         static_cast<const uint8_t*>(h->raw()) +
+                                                                             h->nbytes())
+                                                  : to_layout(*h, *v);
+    keep.push_back(cuda::upload(bytes.data(), bytes.size()));
+    in_ptrs.push_back(keep.back().get());
   }
-  return worst;
-}
-
-}  // namespace
-
-bool cuda_available() {
-  int n = 0;
-  return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
+  std::vector<void*> out_ptrs;
+  for (const ir::Value* o : n.outputs) {
+    const size_t bytes = size_t(ir::numel_of(o->dims)) * dtype_size(o->dtype);
+    keep.push_back(cuda::device_alloc(bytes));
+    cuda::check(cudaMemset(keep.back().get(), poison, bytes < 256 ? 256 : bytes), "poison");
+    out_ptrs.push_back(keep.back().get());
+  }
+  cuda::DevicePtr ws;
+  if (kernel->workspace_bytes()) ws = cuda::device_alloc(kernel->workspace_bytes());
+  cuda::Launch l{stream, ws.get(), libs};
+  kernel->enqueue(in_ptrs, out_ptrs, l);
+  cuda::check(cudaStreamSynchronize(stream), t.name.c_str());
+  std::vector<ir::Tensor> result;
+  for (size_t j = 0; j < n.outputs.size(); ++j) {
+    const ir::Value& o = *n.outputs[j];
+    std::vector<uint8_t> bytes(size_t(ir::numel_of(o.dims)) * dtype_size(o.dtype));
+    if (!bytes.empty())
+      cuda::check(cudaMemcpy(bytes.data(), out_ptrs[j], bytes.size(), cudaMemcpyDeviceToHost), "download");
+    result.push_back(from_layout(bytes, o));
+  }
+  return result;
 }
 
 ParityReport check_cuda_parity(const std::string& op_type, const std::vector<OpInput>& inputs,

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "backends/cuda/kernel.h"
 #include "ir/graph.h"
 #include "support/op_test.h"
 
@@ -35,5 +36,19 @@ struct ParityReport {
 ParityReport check_cuda_parity(const std::string& op_type, const std::vector<OpInput>& inputs,
                                const std::map<std::string, ir::Attribute>& attrs = {}, int num_outputs = 1,
                                const ParityOptions& opts = {});
+
+// For tests with their own comparison rules (int8 outputs within one step):
+// host bytes of row-major `t` laid out as value `v` (dtype, dims, layout)
+// says, and back.
+std::vector<uint8_t> to_layout(const ir::Tensor& t, const ir::Value& v);
+ir::Tensor from_layout(const std::vector<uint8_t>& bytes, const ir::Value& v);
+
+// Runs tactic `t` of node `n` once on the GPU: `in` follows n.inputs
+// (row-major host tensors in each value's dtype, nullptr for omitted ones;
+// constants too), outputs are filled with `poison` bytes first so unwritten
+// elements show. Returns every output row-major. Throws what the kernel or a
+// CUDA call throws. Uses one stream and library set shared by the process.
+std::vector<ir::Tensor> run_tactic(const ir::Node& n, const cuda::Tactic& t, const std::vector<const ir::Tensor*>& in,
+                                   uint8_t poison = 0xFF);
 
 }  // namespace kiln::test

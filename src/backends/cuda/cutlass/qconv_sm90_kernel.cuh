@@ -1,0 +1,221 @@
+// One CUTLASS 3.x sm_90a INT8 implicit-GEMM forward convolution per
+// configuration (see qconv_cutlass.h). Included by one small .cu file per
+// configuration so each instantiation compiles on its own.
+//
+// Mainloop: as conv_sm90_kernel.cuh (TMA im2col loads of X, TMA tiled loads
+// of KRSC W, warp-specialized wgmma), with int8 operands and int32
+// accumulators; K tiles of 128 int8 = 128 bytes, the widest TMA swizzle.
+//
+// Epilogue visitor tree, in float:
+//   Inner  = acc * m[k] + bias[k]            (m, bias: per-column broadcasts)
+//   WithZ  = z_scale * C + Inner             (C = Z; CUTLASS skips loading C
+//                                             when z_scale is 0)
+//   D      = finish(WithZ)                   (activation, then for int8 D the
+//                                             requantization, exact in float)
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <type_traits>
+
+// CUTLASS headers are not all self-contained: this order is the one its own
+// sm90 conv tests use.
+#include "cutlass/cutlass.h"
+#include "cute/tensor.hpp"
+#include "cutlass/numeric_types.h"
+#include "cutlass/kernel_hardware_info.hpp"
+#include "cutlass/device_kernel.h"
+#include "cutlass/conv/convnd_problem_shape.hpp"
+#include "cutlass/conv/device/conv_universal_adapter.hpp"
+#include "cutlass/conv/kernel/conv_universal.hpp"
+#include "cutlass/conv/collective/collective_builder.hpp"
+#include "cutlass/epilogue/collective/collective_builder.hpp"
+#include "cutlass/epilogue/fusion/sm90_callbacks_tma_warpspecialized.hpp"
+
+#include "backends/cuda/cutlass/qconv_cutlass.h"
+#include "kiln/error.h"
+
+namespace kiln::cuda::cutlass_sm90 {
+
+// The last epilogue node: activation, then (int8 outputs) the requantization
+// saturate_int8(round_half_even(v * inv_scale)) with NaN -> 0, leaving an
+// integral float the int8 conversion takes exactly.
+template <class T> struct QConvFinish {
+  struct Arguments {
+    int act = kQActNone;
+    float a = 0.f, b = 0.f;
+    float inv_scale = 1.f;
+    int quantize = 0;
+  };
+  CUTLASS_HOST_DEVICE static float apply(float v, Arguments const& p) {
+    if (p.act == kQActRelu) v = v > 0.f ? v : 0.f;
+    else if (p.act == kQActLeaky) v = v < 0.f ? v * p.a : v;
+    else if (p.act == kQActClip) v = fminf(fmaxf(v, p.a), p.b);
+    if (p.quantize) {
+      v = v * p.inv_scale;
+      v = v != v ? 0.f : fminf(fmaxf(rintf(v), -128.f), 127.f);
+    }
+    return v;
+  }
+  CUTLASS_HOST_DEVICE T operator()(T const& v, Arguments const& p) const { return T(apply(float(v), p)); }
+};
+
+template <class T, int N> struct QConvFinish<cutlass::Array<T, N>> {
+  using Arguments = typename QConvFinish<T>::Arguments;
+  CUTLASS_HOST_DEVICE cutlass::Array<T, N> operator()(cutlass::Array<T, N> const& v, Arguments const& p) const {
+    cutlass::Array<T, N> out;
+    CUTLASS_PRAGMA_UNROLL
+    for (int i = 0; i < N; ++i) out[i] = T(QConvFinish<T>::apply(float(v[i]), p));
+    return out;
+  }
+};
+
+template <int TileM, int TileN, int TileK, class ElementD, class ElementC>
+class Sm90QConvTile final : public QConvTile {
+  using TileShape = cute::Shape<cute::Int<TileM>, cute::Int<TileN>, cute::Shape<cute::Int<TileK>>>;
+  using ClusterShape = cute::Shape<cute::_1, cute::_1, cute::_1>;
+  // 16 bytes: TMA's minimum alignment (C and K multiples of 16 for int8).
+  static constexpr int kAlignAB = 16;
+  static constexpr int kAlignC = 16 / int(sizeof(ElementC));
+  static constexpr int kAlignD = 16 / int(sizeof(ElementD));
+  static constexpr auto kRound = cutlass::FloatRoundStyle::round_to_nearest;
+
+  template <class... T> using EVT = cutlass::epilogue::fusion::Sm90EVT<T...>;
+  template <template <class> class Fn, class Out>
+  using Compute = cutlass::epilogue::fusion::Sm90Compute<Fn, Out, float, kRound>;
+  // Per-output-channel vectors of floats, 16-byte loads (K % 4 == 0).
+  using Column = cutlass::epilogue::fusion::Sm90RowBroadcast<0, TileShape, float, float,
+                                                              cute::Stride<cute::_0, cute::_1, int64_t>, 4>;
+  using Inner = EVT<Compute<cutlass::homogeneous_multiply_add, float>, cutlass::epilogue::fusion::Sm90AccFetch,
+                    Column, Column>;
+  using WithZ = EVT<Compute<cutlass::homogeneous_multiply_add, float>,
+                    cutlass::epilogue::fusion::Sm90ScalarBroadcast<float>,
+                    cutlass::epilogue::fusion::Sm90SrcFetch<ElementC>, Inner>;
+  using Fusion = EVT<Compute<QConvFinish, ElementD>, WithZ>;
+
+  using Epilogue = typename cutlass::epilogue::collective::CollectiveBuilder<
+      cutlass::arch::Sm90, cutlass::arch::OpClassTensorOp, TileShape, ClusterShape,
+      cutlass::epilogue::collective::EpilogueTileAuto, int32_t /*accumulator*/, float /*compute*/,
+      ElementC, cutlass::layout::TensorNHWC, kAlignC, ElementD, cutlass::layout::TensorNHWC, kAlignD,
+      cutlass::epilogue::TmaWarpSpecialized, Fusion>::CollectiveOp;
+  using Mainloop = typename cutlass::conv::collective::CollectiveBuilder<
+      cutlass::arch::Sm90, cutlass::arch::OpClassTensorOp, cutlass::conv::Operator::kFprop,
+      int8_t, cutlass::layout::TensorNHWC, kAlignAB, int8_t, cutlass::layout::TensorNHWC, kAlignAB,
+      int32_t /*accumulator*/, TileShape, ClusterShape,
+      cutlass::conv::collective::StageCountAutoCarveout<static_cast<int>(sizeof(typename Epilogue::SharedStorage))>,
+      cutlass::conv::collective::KernelScheduleAuto>::CollectiveOp;
+  using Problem = cutlass::conv::ConvProblemShape<Mainloop::DispatchPolicy::ConvOp,
+                                                  Mainloop::DispatchPolicy::NumSpatialDimensions>;
+  using Kernel = cutlass::conv::kernel::ConvUniversal<Problem, Mainloop, Epilogue>;
+  using Device = cutlass::conv::device::ConvUniversalAdapter<Kernel>;
+  static_assert(Problem::RankS == 2, "2-D convolutions only");
+  // Y stands in for an absent residual (see arguments()).
+  static_assert(std::is_same_v<ElementC, ElementD>, "the residual has the output's dtype");
+
+ public:
+  Sm90QConvTile(const char* name, DataType out, DataType z) : name_(name), out_(out), z_(z) {}
+  const char* name() const override { return name_; }
+  DataType out_dtype() const override { return out_; }
+  DataType z_dtype() const override { return z_; }
+
+  std::string check(const ConvShape& s) const override {
+    // Null pointers: can_implement looks at shapes and strides only.
+    const typename Kernel::Arguments args = arguments(s, QConvOperands{});
+    const Problem& p = args.problem_shape;
+    if (p.shape_C[0] != s.n || p.shape_C[1] != s.p || p.shape_C[2] != s.q || p.shape_C[3] != s.k)
+      return "CUTLASS computes another output shape";
+    const cutlass::Status st = Device::can_implement(args);
+    if (st != cutlass::Status::kSuccess)
+      return std::string("CUTLASS cannot implement it (") + cutlass::cutlassGetStatusString(st) + ")";
+    return "";
+  }
+
+  size_t workspace_bytes(const ConvShape& s) const override {
+    return Device::get_workspace_size(arguments(s, QConvOperands{}));
+  }
+
+  void prepare() const override {
+    const int smem = Kernel::SharedStorageSize;
+    if (smem < (48 << 10)) return;
+    const cudaError_t e = cudaFuncSetAttribute(cutlass::device_kernel<Kernel>,
+                                               cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+    if (e != cudaSuccess) {
+      cudaGetLastError();
+      throw_internal(std::string("cutlass_sm90_i8:") + name_ + ": cannot reserve " + std::to_string(smem) +
+                     " bytes of shared memory: " + cudaGetErrorString(e));
+    }
+  }
+
+  void launch(const ConvShape& s, const QConvOperands& o, void* workspace, cudaStream_t stream) const override {
+    auto misaligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 != 0; };
+    if (!o.x || !o.w || !o.y || !o.m || !o.bias || (s.has_z && !o.z) || misaligned(o.x) || misaligned(o.w) ||
+        misaligned(o.y) || misaligned(o.m) || misaligned(o.bias) || (s.has_z && misaligned(o.z)))
+      throw_internal(std::string("cutlass_sm90_i8:") + name_ + ": a tensor is missing or not 16-byte aligned");
+    const typename Kernel::Arguments args = arguments(s, o);
+    cutlass::Status st = Device::can_implement(args);
+    if (st == cutlass::Status::kSuccess) st = Kernel::initialize_workspace(args, workspace, stream);
+    if (st != cutlass::Status::kSuccess)
+      throw_internal(std::string("cutlass_sm90_i8:") + name_ + ": " + cutlass::cutlassGetStatusString(st));
+    // Params built per launch: they hold TMA descriptors of this call's
+    // pointers, and the kernel object must stay unchanged (shared by contexts).
+    typename Kernel::Params params = Kernel::to_underlying_arguments(args, workspace);
+    st = Device::run(params, stream);
+    if (st != cutlass::Status::kSuccess) {
+      const cudaError_t e = cudaGetLastError();
+      throw_internal(std::string("cutlass_sm90_i8:") + name_ + ": launch failed: " +
+                     cutlass::cutlassGetStatusString(st) + " (" + cudaGetErrorString(e) + ")");
+    }
+  }
+
+ private:
+  static typename Kernel::Arguments arguments(const ConvShape& s, const QConvOperands& o) {
+    typename Problem::TensorExtent act{}, flt{};
+    act[0] = s.n, act[1] = s.h, act[2] = s.w, act[3] = s.c;
+    flt[0] = s.k, flt[1] = s.r, flt[2] = s.s, flt[3] = s.c;
+    typename Problem::ShapePadding lo{}, hi{};
+    typename Problem::TraversalStride ts{};
+    typename Problem::ShapeDilation dl{};
+    for (int i = 0; i < 2; ++i) {
+      lo[i] = s.pad_lo[i];
+      hi[i] = s.pad_hi[i];
+      ts[i] = s.stride[i];
+      dl[i] = s.dil[i];
+    }
+    const Problem problem(cutlass::conv::Mode::kCrossCorrelation, act, Problem::packed_stride_right_major(act), flt,
+                          Problem::packed_stride_right_major(flt), lo, hi, ts, dl, 1);
+    // C and D: modes ((q, p, n), k); the flat NPQK strides reversed.
+    typename Kernel::StrideC dc{};
+    typename Kernel::StrideD dd{};
+    cute::for_each(cute::make_seq<cute::rank<0>(typename Kernel::StrideC{})>{}, [&](auto i) {
+      cute::get<0, i>(dc) = problem.stride_C[Problem::RankT - 2 - i];
+      cute::get<0, i>(dd) = problem.stride_C[Problem::RankT - 2 - i];
+    });
+    ElementD* y = static_cast<ElementD*>(o.y);
+    // Without a residual z_scale is 0 and C is never loaded; Y stands in as
+    // a valid address of the same dtype and strides.
+    const ElementC* c = s.has_z ? static_cast<const ElementC*>(o.z) : y;
+    typename Fusion::Arguments fusion{
+        {                                 // z_scale * C + inner
+         {{s.has_z ? o.z_scale : 0.f}},   // z_scale
+         {},                              // C
+         {                                // acc * m + bias
+          {},                             // acc
+          {o.m, 0.f, {}},                 // m
+          {o.bias, 0.f, {}},              // bias
+          {}},
+         {}},
+        {o.act, o.act_a, o.act_b, o.inv_y_scale, std::is_same_v<ElementD, int8_t> ? 1 : 0}};
+    return typename Kernel::Arguments(
+        problem,
+        typename Kernel::MainloopArguments{static_cast<const int8_t*>(o.x), static_cast<const int8_t*>(o.w)},
+        typename Kernel::EpilogueArguments{fusion, c, dc, y, dd}, cutlass::KernelHardwareInfo{});
+  }
+
+  const char* name_;
+  DataType out_, z_;
+};
+
+}  // namespace kiln::cuda::cutlass_sm90

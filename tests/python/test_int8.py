@@ -1,0 +1,557 @@
+"""INT8 calibration through the bindings: kiln.Calibrator subclassed in
+Python, kiln.calibrate, Builder(int8=True, ...) and kiln.export_qdq_onnx,
+checked against numpy / onnxruntime and against the `kiln calibrate` CLI."""
+import gc
+import os
+import pathlib
+import re
+import subprocess
+import sys
+import threading
+import weakref
+
+import numpy as np
+import pytest
+
+kiln = pytest.importorskip("kiln")
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+from conftest import REPO, SEED_MODEL, ort_run  # noqa: E402
+
+sys.path.insert(0, str(REPO / "tests" / "quant"))  # thresholds_reference.py
+
+SHAPE = (2, 3, 8, 8)
+
+# INT8 against FP32: relative L2 error ||int8 - fp32|| / ||fp32|| of the
+# network output. Per-tensor 8-bit activations over a max|x| range have a
+# step of max|x|/127 and a rounding noise of step/sqrt(12), about 1% of the
+# RMS of these Gaussian-like tensors; per-channel int8 weights add less, and
+# the three quantized layers here measure 0.016-0.018 (minmax, entropy,
+# percentile). 0.05 is about three times that, so other data stays under it,
+# while real faults go over: scales half as large as they should be (the
+# activations clip) give 0.13, a dropped bias or a layout mix-up far more.
+# The scales themselves are checked exactly by the calibration tests.
+INT8_BOUND = 0.05
+
+
+# ---- models and batches -------------------------------------------------------------
+
+
+def dyadic(rng, shape, denominator, limit):
+    """Multiples of 1/denominator in [-limit, limit]: every sum of products of
+    them is exact in float32, so kiln and onnxruntime see bit-equal tensors."""
+    return (rng.integers(-limit * denominator, limit * denominator + 1, size=shape) / denominator).astype(np.float32)
+
+
+def conv_relu_model(path, exact, seed=5):
+    """x[2,3,8,8] -> Conv3x3+Relu (r1) -> Conv3x3+Relu (r2) -> Conv1x1 (y).
+    exact: dyadic weights (bit-exact activations); else Gaussian ones."""
+    rng = np.random.default_rng(seed)
+    inits = {}
+    for w, shape in (("w1", (8, 3, 3, 3)), ("w2", (8, 8, 3, 3)), ("w3", (4, 8, 1, 1))):
+        if exact:
+            inits[w] = dyadic(rng, shape, 4, 1)
+            inits[w + "_b"] = dyadic(rng, shape[:1], 4, 1)
+        else:
+            fan_in = shape[1] * shape[2] * shape[3]
+            inits[w] = (rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)).astype(np.float32)
+            inits[w + "_b"] = (rng.standard_normal(shape[:1]) * 0.1).astype(np.float32)
+    conv = lambda name, x, w, y, pad: helper.make_node("Conv", [x, w, w + "_b"], [y], name=name, pads=[pad] * 4)
+    nodes = [
+        conv("conv1", "x", "w1", "c1", 1), helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+        conv("conv2", "r1", "w2", "c2", 1), helper.make_node("Relu", ["c2"], ["r2"], name="relu2"),
+        conv("conv3", "r2", "w3", "y", 0),
+    ]
+    graph = helper.make_graph(nodes, "conv_relu", [helper.make_tensor_value_info("x", TensorProto.FLOAT, SHAPE)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, (2, 4, 8, 8))],
+                              [numpy_helper.from_array(a, n) for n, a in inits.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return str(path)
+
+
+def make_batches(n, exact, seed=11):
+    rng = np.random.default_rng(seed)
+    if exact:
+        return [dyadic(rng, SHAPE, 8, 4) for _ in range(n)]
+    return [rng.standard_normal(SHAPE).astype(np.float32) for _ in range(n)]
+
+
+class ListCalibrator(kiln.Calibrator):
+    """Hands out a list of arrays as batches of input 'x'."""
+
+    def __init__(self, arrays, name="x", can_rewind=True):
+        super().__init__()
+        self.arrays, self.name, self.can_rewind = list(arrays), name, can_rewind
+        self.given = self.rewinds = 0
+
+    def next_batch(self):
+        if self.given == len(self.arrays):
+            return None
+        self.given += 1
+        return {self.name: self.arrays[self.given - 1]}
+
+    def batch_count(self):
+        return len(self.arrays)
+
+    def rewind(self):
+        if not self.can_rewind:
+            return False
+        self.given = 0
+        self.rewinds += 1
+        return True
+
+
+def ort_activations(model_path, arrays):
+    """Every tensor of the model (inputs, intermediates, outputs) -> all its
+    values over the batches, from onnxruntime with each intermediate exposed
+    as a graph output."""
+    m = onnx.shape_inference.infer_shapes(onnx.load(model_path))
+    have = {o.name for o in m.graph.output}
+    m.graph.output.extend(vi for vi in m.graph.value_info if vi.name not in have)
+    sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+    values = {}
+    for x in arrays:
+        for n, v in [("x", x)] + list(zip(names, sess.run(names, {"x": x}))):
+            values.setdefault(n, []).append(np.asarray(v).ravel())
+    return {n: np.concatenate(v) for n, v in values.items()}
+
+
+def rel_l2(got, ref):
+    ref = ref.astype(np.float64)
+    return float(np.linalg.norm(got.astype(np.float64) - ref) / np.linalg.norm(ref))
+
+
+def run_plan(plan, x):
+    return kiln.Runtime().deserialize(plan).create_context().run({"x": x})["y"]
+
+
+def int8_layers(plan):
+    return [l.name for l in kiln.Runtime().deserialize(plan).summary().layers if l.precision == "int8"]
+
+
+@pytest.fixture
+def exact_model(tmp_path):
+    return conv_relu_model(tmp_path / "exact.onnx", exact=True)
+
+
+@pytest.fixture
+def gauss_model(tmp_path):
+    return conv_relu_model(tmp_path / "gauss.onnx", exact=False)
+
+
+# ---- (1) scales against numpy -------------------------------------------------------
+
+
+def test_minmax_scales_are_max_abs_over_127(exact_model):
+    arrays = make_batches(4, exact=True)
+    scales = kiln.calibrate(kiln.parse_onnx(exact_model), ListCalibrator(arrays), method="minmax")
+    assert isinstance(scales, dict) and all(isinstance(v, float) for v in scales.values())
+
+    values = ort_activations(exact_model, arrays)
+    common = set(scales) & set(values)
+    # The activations every Conv reads must be among the calibrated tensors.
+    assert {"x", "r1", "r2"} <= common, (sorted(scales), sorted(values))
+    for name in sorted(common):
+        want = np.float32(float(np.abs(values[name].astype(np.float64)).max()) / 127.0)
+        assert scales[name] == float(want), (name, scales[name], float(want))
+
+
+def reference_threshold(values, method, pct):
+    """Threshold of tests/quant/thresholds_reference.py over the histogram
+    src/quant/histogram.h describes: 2048 bins of |x| over [0, 2^e), 2^e
+    the smallest power of two above max |x|."""
+    ref = pytest.importorskip("thresholds_reference")
+    v = values.astype(np.float64)
+    amax = float(np.abs(v).max())
+    assert amax > 0
+    e = int(np.floor(np.log2(amax))) + 1
+    while 2.0 ** (e - 1) > amax:
+        e -= 1
+    while 2.0 ** e <= amax:
+        e += 1
+    width = 2.0 ** e / 2048
+    hist = np.bincount(np.floor(np.abs(v) / width).astype(np.int64), minlength=2048).astype(np.uint64)
+    return ref.percentile(hist, width, pct) if method == "percentile" else ref.entropy(hist, width)[1]
+
+
+@pytest.mark.parametrize("method", ["entropy", "percentile"])
+def test_histogram_scales_match_reference(exact_model, method):
+    arrays = make_batches(4, exact=True)
+    scales = kiln.calibrate(kiln.parse_onnx(exact_model), ListCalibrator(arrays), method=method, percentile=99.0)
+    values = ort_activations(exact_model, arrays)
+    common = set(scales) & set(values)
+    assert {"x", "r1", "r2"} <= common
+    for name in sorted(common):
+        want = np.float32(reference_threshold(values[name], method, 99.0) / 127.0)
+        assert scales[name] == float(want), (name, scales[name], float(want))
+
+
+def test_strided_batches_match_contiguous_ones(exact_model):
+    arrays = make_batches(3, exact=True)
+    # Same values, laid out with other strides (Fortran order, a transposed view).
+    strided = [np.asfortranarray(arrays[0]), arrays[1].transpose(0, 1, 3, 2).copy().transpose(0, 1, 3, 2),
+               np.ascontiguousarray(arrays[2][:, ::-1])[:, ::-1]]
+    assert not any(a.flags.c_contiguous for a in strided)
+    net = kiln.parse_onnx(exact_model)
+    want = kiln.calibrate(net, ListCalibrator(arrays), method="minmax")
+    assert kiln.calibrate(net, ListCalibrator(strided), method="minmax") == want
+
+
+# ---- (2) INT8 build against onnxruntime FP32 ----------------------------------------
+
+
+def test_int8_cpu_build_matches_onnxruntime(gauss_model):
+    arrays = make_batches(8, exact=False)
+    net = kiln.parse_onnx(gauss_model)
+    builder = kiln.Builder(device="cpu", int8=True, calibrator=ListCalibrator(arrays), calib_method="minmax")
+    assert builder.int8 and builder.calib_method == "minmax" and isinstance(builder.calibrator, ListCalibrator)
+    plan = builder.build(net)
+    assert {"conv1", "conv2", "conv3"} <= set(int8_layers(plan)), int8_layers(plan)
+
+    x = make_batches(1, exact=False, seed=99)[0]  # not a calibration batch
+    got = run_plan(plan, x)
+    want = ort_run(gauss_model, {"x": x})["y"]
+    err = rel_l2(got, want)
+    assert err < INT8_BOUND, err
+    # FP32 kernels would be within ~1e-6: this really ran in INT8.
+    assert err > 1e-5, err
+
+
+def test_keep_float_layers_stay_fp32(gauss_model):
+    arrays = make_batches(4, exact=False)
+    plan = kiln.Builder(int8=True, calibrator=ListCalibrator(arrays), calib_method="minmax",
+                        keep_float_layers=["conv2"]).build(kiln.parse_onnx(gauss_model))
+    layers = int8_layers(plan)
+    assert "conv2" not in layers and "conv1" in layers, layers
+    x = make_batches(1, exact=False, seed=98)[0]
+    assert rel_l2(run_plan(plan, x), ort_run(gauss_model, {"x": x})["y"]) < INT8_BOUND
+
+
+# ---- (3) cache bytes against the CLI ------------------------------------------------
+
+
+def kiln_cli():
+    """The kiln CLI binary, as tests/e2e/conftest.py finds it: $KILN_BIN, else build/kiln."""
+    path = pathlib.Path(os.environ.get("KILN_BIN", str(REPO / "build" / "kiln")))
+    if not path.is_file():
+        pytest.skip(f"kiln CLI not found at {path} (set KILN_BIN): cache comparison with `kiln calibrate` skipped")
+    r = subprocess.run([str(path), "calibrate", "--help"], capture_output=True, text=True, timeout=60)
+    if r.returncode != 0:
+        pytest.skip(f"{path} has no `calibrate` command (an older build?): cache comparison skipped")
+    return str(path)
+
+
+def python_cache(model, arrays, method, path):
+    scales = kiln.calibrate(kiln.parse_onnx(model), ListCalibrator(arrays), method=method, percentile=99.0,
+                            cache=path)
+    assert path.is_file()
+    return scales
+
+
+@pytest.mark.parametrize("method", ["entropy", "minmax", "percentile"])
+def test_builder_writes_and_reads_the_same_cache(exact_model, tmp_path, method):
+    arrays = make_batches(4, exact=True)
+    py_cache = tmp_path / "py.cache"
+    scales = python_cache(exact_model, arrays, method, py_cache)
+    assert py_cache.read_text().startswith("KILN-1-")
+    # The builder writes the same cache when it calibrates.
+    built_cache = tmp_path / "built.cache"
+    net = kiln.parse_onnx(exact_model)
+    kiln.Builder(int8=True, calibrator=ListCalibrator(arrays), calib_method=method, calib_percentile=99.0,
+                 calib_cache=str(built_cache)).build(net)
+    assert built_cache.read_bytes() == py_cache.read_bytes()
+    # Read back without a calibrator: the same scales.
+    assert kiln.calibrate(net, cache=str(py_cache)) == scales
+
+
+@pytest.mark.parametrize("method", ["entropy", "minmax", "percentile"])
+def test_cache_equals_cli_cache(exact_model, tmp_path, method):
+    cli = kiln_cli()  # skips, saying why, when there is no CLI binary
+    arrays = make_batches(4, exact=True)
+    py_cache = tmp_path / "py.cache"
+    python_cache(exact_model, arrays, method, py_cache)
+    folder = tmp_path / "calib"
+    folder.mkdir()
+    for k, a in enumerate(arrays):
+        np.save(folder / f"batch{k:03d}.npy", a)
+    cli_cache = tmp_path / "cli.cache"
+    args = [cli, "calibrate", exact_model, "--calib", str(folder), "--calib-method", method,
+            "--calib-cache", str(cli_cache)]
+    if method == "percentile":
+        args += ["--calib-percentile", "99.0"]
+    r = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert cli_cache.read_bytes() == py_cache.read_bytes()
+
+
+def test_build_from_cache_alone_matches_build_with_calibrator(gauss_model, tmp_path):
+    arrays = make_batches(4, exact=False)
+    net = kiln.parse_onnx(gauss_model)
+    cache = tmp_path / "g.cache"
+    with_data = kiln.Builder(int8=True, calibrator=ListCalibrator(arrays), calib_method="minmax",
+                             calib_cache=str(cache)).build(net)
+    from_cache = kiln.Builder(int8=True, calib_cache=str(cache)).build(net)
+    x = make_batches(1, exact=False, seed=97)[0]
+    np.testing.assert_array_equal(run_plan(from_cache, x), run_plan(with_data, x))
+
+
+# ---- (4) Python exceptions reach the caller ----------------------------------------
+
+
+class Boom(Exception):
+    pass
+
+
+class FailingCalibrator(ListCalibrator):
+    """Gives `good` batches, then raises `error` from next_batch."""
+
+    def __init__(self, arrays, good, error):
+        super().__init__(arrays)
+        self.good, self.error = good, error
+
+    def next_batch(self):
+        if self.given == self.good:
+            raise self.error
+        return super().next_batch()
+
+
+@pytest.mark.parametrize("good", [0, 2])
+def test_next_batch_exception_reaches_calibrate(exact_model, good):
+    net = kiln.parse_onnx(exact_model)
+    err = Boom("no more images")
+    with pytest.raises(Boom) as info:
+        kiln.calibrate(net, FailingCalibrator(make_batches(4, exact=True), good, err), progress=True)
+    assert info.value is err  # the very object raised, not a copy or a kiln.Error
+    assert "next_batch" in [entry.name for entry in info.traceback]
+    # The module is still usable afterwards (GIL and state intact).
+    assert kiln.calibrate(net, ListCalibrator(make_batches(2, exact=True)), method="minmax")
+
+
+def test_next_batch_exception_reaches_build(exact_model):
+    err = KeyError("missing file")
+    builder = kiln.Builder(int8=True, calibrator=FailingCalibrator(make_batches(4, exact=True), 1, err))
+    with pytest.raises(KeyError) as info:
+        builder.build(kiln.parse_onnx(exact_model))
+    assert info.value is err
+
+
+def test_batch_count_and_rewind_exceptions_propagate(exact_model):
+    class BadCount(ListCalibrator):
+        def batch_count(self):
+            return 1 // 0
+
+    with pytest.raises(ZeroDivisionError):
+        kiln.calibrate(kiln.parse_onnx(exact_model), BadCount(make_batches(2, exact=True)), progress=True)
+
+    class BadRewind(ListCalibrator):
+        def rewind(self):
+            raise Boom("tape jammed")
+
+    with pytest.raises(Boom, match="tape jammed"):
+        kiln.Builder(int8=True, calibrator=BadRewind(make_batches(2, exact=True)),
+                     int8_guard=True).build(kiln.parse_onnx(exact_model))
+
+
+# ---- (5) bad batches are ValueErrors naming the input -------------------------------
+
+
+class OneBatch(kiln.Calibrator):
+    def __init__(self, batch):
+        super().__init__()
+        self.batch, self.done = batch, False
+
+    def next_batch(self):
+        if self.done:
+            return None
+        self.done = True
+        return self.batch
+
+
+@pytest.mark.parametrize("batch,needles", [
+    ({"x": np.zeros(SHAPE, np.float64)}, ["'x'", "float64"]),
+    ({"x": np.zeros(SHAPE, np.int32)}, ["'x'", "int32"]),
+    ({"x": np.zeros((1, 3, 8, 8), np.float32)}, ["'x'", "[1,3,8,8]", "[2,3,8,8]"]),
+    ({}, ["'x'"]),
+    ({"x": np.zeros(SHAPE, np.float32), "extra": np.zeros(1, np.float32)}, ["'extra'"]),
+    ({"x": object()}, ["'x'", "object"]),
+])
+def test_bad_batch_is_value_error_naming_the_input(exact_model, batch, needles):
+    with pytest.raises(ValueError) as info:
+        kiln.calibrate(kiln.parse_onnx(exact_model), OneBatch(batch))
+    assert isinstance(info.value, kiln.BadInputError) and info.value.code == "bad_input"
+    for n in needles:
+        assert n in str(info.value), (n, str(info.value))
+    assert "batch 0" in str(info.value)
+
+
+def test_next_batch_must_return_a_dict_of_str(exact_model):
+    net = kiln.parse_onnx(exact_model)
+    with pytest.raises(kiln.BadInputError, match="list.*dict"):
+        kiln.calibrate(net, OneBatch([np.zeros(SHAPE, np.float32)]))
+    with pytest.raises(kiln.BadInputError, match="str"):
+        kiln.calibrate(net, OneBatch({0: np.zeros(SHAPE, np.float32)}))
+
+
+def test_usage_errors(exact_model, tmp_path):
+    net = kiln.parse_onnx(exact_model)
+    with pytest.raises(kiln.UsageError, match="calibrator"):
+        kiln.calibrate(net)  # neither batches nor a cache
+    with pytest.raises(kiln.UsageError, match="minmax"):
+        kiln.calibrate(net, ListCalibrator(make_batches(1, exact=True)), method="kl")
+    with pytest.raises(kiln.UsageError, match="minmax"):
+        kiln.Builder(int8=True, calib_method="max")
+    with pytest.raises(kiln.UsageError, match="no batch"):
+        kiln.calibrate(net, ListCalibrator([]))
+    with pytest.raises(kiln.UsageError, match="next_batch"):
+        kiln.calibrate(net, kiln.Calibrator())  # a subclass must define next_batch
+    with pytest.raises(TypeError):
+        kiln.calibrate(net, calibrator=[np.zeros(SHAPE, np.float32)])  # not a kiln.Calibrator
+    with pytest.raises(kiln.UsageError, match="scales"):
+        kiln.Builder(int8=True).build(net)
+    with pytest.raises(ValueError, match="no_such.cache"):
+        kiln.calibrate(net, cache=tmp_path / "no_such.cache")
+
+
+def test_progress_bar_uses_batch_count(exact_model, capfd):
+    kiln.calibrate(kiln.parse_onnx(exact_model), ListCalibrator(make_batches(3, exact=True)), progress=True)
+    assert "3/3 batches" in capfd.readouterr().err
+
+
+# ---- (6) the INT8 guard needs a calibrator that rewinds -----------------------------
+
+
+def test_int8_guard_refuses_calibrator_that_cannot_rewind(gauss_model):
+    cal = ListCalibrator(make_batches(4, exact=False), can_rewind=False)
+    builder = kiln.Builder(int8=True, calibrator=cal, int8_guard=True)
+    with pytest.raises(kiln.UsageError, match="rewind"):
+        builder.build(kiln.parse_onnx(gauss_model))
+
+
+def test_int8_guard_with_rewinding_calibrator(gauss_model):
+    cal = ListCalibrator(make_batches(4, exact=False))
+    builder = kiln.Builder(int8=True, calibrator=cal, calib_method="minmax", int8_guard=True,
+                           int8_guard_bound=0.03)
+    assert builder.int8_guard and builder.int8_guard_bound == 0.03
+    plan = builder.build(kiln.parse_onnx(gauss_model))
+    assert cal.rewinds >= 1  # the Python rewind() was called
+    x = make_batches(1, exact=False, seed=96)[0]
+    assert rel_l2(run_plan(plan, x), ort_run(gauss_model, {"x": x})["y"]) < INT8_BOUND
+
+
+# ---- Q/DQ export -------------------------------------------------------------------
+
+
+def test_export_qdq_onnx_runs_in_onnxruntime(gauss_model, tmp_path):
+    net = kiln.parse_onnx(gauss_model)
+    scales = kiln.calibrate(net, ListCalibrator(make_batches(8, exact=False)), method="minmax")
+    out = tmp_path / "gauss.qdq.onnx"
+    kiln.export_qdq_onnx(gauss_model, scales, out)
+
+    m = onnx.load(str(out))
+    inits = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
+    quantized = {}
+    for n in m.graph.node:
+        if n.op_type == "QuantizeLinear" and n.input[1] in inits:
+            quantized[n.input[0]] = float(inits[n.input[1]].reshape(-1)[0])
+    # Every activation a Conv reads is quantized with the scale given.
+    for name in ("x", "r1", "r2"):
+        assert name in quantized, sorted(quantized)
+        assert quantized[name] == scales[name], (name, quantized[name], scales[name])
+
+    x = make_batches(1, exact=False, seed=95)[0]
+    want = ort_run(gauss_model, {"x": x})["y"]
+    assert rel_l2(ort_run(out, {"x": x})["y"], want) < INT8_BOUND
+    # kiln builds the Q/DQ model as explicit quantization, without a calibrator.
+    plan = kiln.Builder(int8=True).build(kiln.parse_onnx(str(out)))
+    assert int8_layers(plan)
+    assert rel_l2(run_plan(plan, x), want) < INT8_BOUND
+
+
+# ---- threads and lifetimes ---------------------------------------------------------
+
+
+def test_threads_calibrate_concurrently(exact_model):
+    # calibrate() drops the GIL and each callback takes it back: several
+    # threads at once must each get their own right answer.
+    net = kiln.parse_onnx(exact_model)
+    sets = [make_batches(3, exact=True, seed=s) for s in range(4)]
+    want = [kiln.calibrate(net, ListCalibrator(a), method="minmax") for a in sets]
+    got = [None] * len(sets)
+
+    def work(i):
+        got[i] = kiln.calibrate(net, ListCalibrator(sets[i]), method="minmax")
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(sets))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert got == want
+
+
+def test_builder_keeps_calibrator_alive_and_cycles_are_collected(gauss_model):
+    cal = ListCalibrator(make_batches(2, exact=False))
+    ref = weakref.ref(cal)
+    builder = kiln.Builder(int8=True, calibrator=cal, calib_method="minmax")
+    del cal
+    gc.collect()
+    assert ref() is not None  # the Builder holds it
+    assert int8_layers(builder.build(kiln.parse_onnx(gauss_model)))
+
+    builder.calibrator.owner = builder  # a cycle through the Builder
+    del builder
+    gc.collect()
+    assert ref() is None
+
+
+# ---- README example ----------------------------------------------------------------
+
+
+def readme_int8_example():
+    text = (REPO / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    found = [b for b in blocks if "kiln.Calibrator" in b]
+    assert len(found) == 1, "README.md should hold one Python INT8 example"
+    return found[0]
+
+
+def test_readme_int8_example(tmp_path, monkeypatch):
+    import shutil
+
+    shutil.copy(SEED_MODEL, tmp_path / "model.onnx")
+    monkeypatch.chdir(tmp_path)
+    scope = {}
+    exec(compile(readme_int8_example(), "README.md", "exec"), scope)
+    assert (tmp_path / "model.calib").is_file() and (tmp_path / "model.qdq.onnx").is_file()
+    assert int8_layers(scope["plan"])
+    x = scope["batches"][0]
+    outputs = kiln.Runtime().deserialize(scope["plan"]).create_context().run({"images": x})
+    qdq = ort_run(tmp_path / "model.qdq.onnx", {"images": x})
+    assert set(outputs) == set(qdq)
+
+
+# ---- GPU ---------------------------------------------------------------------------
+
+
+def test_int8_cuda_build_matches_onnxruntime(gauss_model):
+    net = kiln.parse_onnx(gauss_model)
+    cal = ListCalibrator(make_batches(8, exact=False))
+    try:
+        plan = kiln.Builder(device="cuda", int8=True, calibrator=cal, calib_method="minmax").build(net)
+    except kiln.UnsupportedError as e:
+        # Only "no backend" and "no GPU" skip; anything else is a failure.
+        if "built without the CUDA backend" in str(e) or "no CUDA device" in str(e):
+            pytest.skip(f"no CUDA engine here: {e}")
+        raise
+    engine = kiln.Runtime().deserialize(plan)
+    assert engine.device.startswith("cuda")
+    assert int8_layers(plan)
+    x = make_batches(1, exact=False, seed=94)[0]
+    got = engine.create_context().run({"x": x})["y"]
+    assert rel_l2(got, ort_run(gauss_model, {"x": x})["y"]) < INT8_BOUND

@@ -12,9 +12,8 @@
 #include "engine/profile_plan.h"
 #include "engine/summary.h"
 #include "builder/optimize.h"
+#include "builder/build_int8.h"
 #include "quant/assign_int8.h"
-#include "quant/collect_stats.h"
-#include "quant/int8_guard.h"
 #ifdef KILN_WITH_CUDA
 #include "backends/cuda/common.h"
 #include "builder/cuda/cuda_build.h"
@@ -43,12 +42,7 @@ std::vector<uint8_t> finish_cuda(ir::Graph& g, const BuilderConfig& c, bool assi
   const std::string device = cuda::device_string();  // fails early without a GPU
   if (!c.fp16_layers.empty() && !c.fp16)
     throw_usage("fp16_layers (--fp16-layer) forces layers to FP16: allow FP16 too (fp16, --fp16)");
-  cuda_build::Options o;
-  o.fp16 = c.fp16;
-  o.fp32_layers.insert(c.fp32_layers.begin(), c.fp32_layers.end());
-  o.fp16_layers.insert(c.fp16_layers.begin(), c.fp16_layers.end());
-  o.timing_cache = c.timing_cache;
-  o.cache = cuda_build::open_timing_cache(c.timing_cache);
+  cuda_build::Options o = cuda_options(c);
   auto warn_unknown = [&](const std::vector<std::string>& names, const char* flag) {
     for (const std::string& name : names) {
       if (name == "*" && std::string(flag) == "--fp16-layer") continue;
@@ -79,53 +73,6 @@ std::vector<uint8_t> finish_cuda(ir::Graph& g, const BuilderConfig& c, bool assi
   (void)g, (void)c, (void)assign;
   throw_unsupported("this kiln was built without the CUDA backend: build with --device cpu");
 #endif
-}
-
-// INT8 builds: scales from the model's own Q/DQ pairs when it has them,
-// else from calibration (or its cache); then eligible layers go INT8.
-void apply_int8(ir::Graph& g, const Network& network, const BuilderConfig& c) {
-  std::map<std::string, float> scales = quant::recorded_qdq_scales(g);
-  std::string source = "the model's QuantizeLinear/DequantizeLinear pairs";
-  if (!scales.empty()) {
-    if (c.calibration.calibrator)
-      log_message(Severity::kWarning, network.source + " carries Q/DQ scales; they are used and the calibration "
-                                                       "data is not");
-  } else {
-    if (!c.calibration.calibrator && c.calibration.cache_path.empty())
-      throw_usage("an INT8 build needs scales: give calibration data (--calib DIR) or a calibration cache "
-                  "(--calib-cache FILE), or build a model that carries QuantizeLinear/DequantizeLinear pairs");
-    scales = quant::calibrate_graph(g, c.calibration);  // the graph as optimized here: same tensor names
-    source = c.calibration.calibrator ? std::string("calibration (") + calibration_method_name(c.calibration.method) + ")"
-                                      : "calibration cache " + c.calibration.cache_path;
-  }
-  quant::Int8Options o;
-  o.keep_float.insert(c.keep_float_layers.begin(), c.keep_float_layers.end());
-  for (const std::string& name : c.keep_float_layers) {
-    bool found = false;
-    for (auto& n : g.nodes()) found = found || n->name == name;
-    if (!found) log_message(Severity::kWarning, "--keep-fp16 '" + name + "' names no layer of the built graph");
-  }
-  if (c.int8_guard) {
-    // The guard re-reads a few calibration batches: enough to rank layers,
-    // few enough that one CPU pass per returned layer stays affordable.
-    Calibrator* cal = c.calibration.calibrator;
-    if (!cal) throw_usage("the INT8 guard (--int8-guard) measures error on calibration data: give a calibrator (--calib DIR)");
-    if (!cal->rewind()) throw_usage("the INT8 guard re-reads the calibration batches, but this calibrator cannot rewind");
-    std::vector<quant::Batch> batches;
-    for (quant::Batch b; batches.size() < 8 && cal->next_batch(b); b.clear()) batches.push_back(b);
-    const quant::GuardResult gr = quant::run_int8_guard(g, scales, o, batches, c.int8_guard_bound);
-    o.keep_float.insert(gr.returned.begin(), gr.returned.end());
-    g.metadata["int8_guard"] = quant::describe(gr, c.int8_guard_bound);
-    log_message(gr.met ? Severity::kInfo : Severity::kWarning, "int8 guard: " + g.metadata["int8_guard"]);
-  }
-  const quant::Int8Assignment r = quant::assign_int8(g, scales, o);
-  g.metadata["int8"] = std::to_string(r.quantized) + " conv layers INT8, " + std::to_string(r.int8_pools) +
-                       " pools INT8, " + std::to_string(r.reformats) + " quantize layers; scales from " + source;
-  std::string kept;
-  for (const std::string& k : r.kept_float) kept += k + "\n";
-  g.metadata["int8_kept_float"] = kept;
-  g.metadata["reformats"] = std::to_string(r.reformats);
-  log_message(Severity::kInfo, "int8: " + g.metadata["int8"]);
 }
 
 }  // namespace

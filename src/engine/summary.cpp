@@ -102,6 +102,8 @@ NetworkSummary summarize_graph(const ir::Graph& g, const MemoryPlan* plan) {
       }
     }
     if (auto it = g.metadata.find("precision/" + n.name); it != g.metadata.end()) l.precision_choice = it->second;
+    if (auto it = g.metadata.find("int8_timing/" + n.name); it != g.metadata.end())
+      l.precision_choice += (l.precision_choice.empty() ? "" : "; ") + it->second;
     l.elided = !plan->runs(k);
     if (!l.elided) ++s.launches;
     s.layers.push_back(std::move(l));

@@ -5,6 +5,7 @@
 // first (choose_fp32_layers).
 #pragma once
 
+#include <map>
 #include <memory>
 #include <set>
 #include <string>
@@ -62,5 +63,14 @@ TimingStats select_tactics(ir::Graph& g, const Options& o);
 // fp32_layers. Throws kUsage for a layer forced to FP16 that has no FP16
 // kernel, or named by both lists.
 std::set<std::string> choose_fp32_layers(ir::Graph& g, const Options& o);
+
+// INT8 builds: the QConv layers of `int8_graph` that run faster in float.
+// Both graphs (the same layers before and after quant::assign_int8) are
+// formatted and timed on copies; a QConv is slower when its layer in
+// `float_graph` (FP16 where o.fp16 allows) beats it plus its share of the
+// quantize layers feeding it. `why` receives "int8 X ms vs fp16 Y ms: ..."
+// per compared layer.
+std::set<std::string> int8_slower_layers(const ir::Graph& int8_graph, const ir::Graph& float_graph, const Options& o,
+                                         std::map<std::string, std::string>* why);
 
 }  // namespace kiln::cuda_build

@@ -27,6 +27,8 @@ Command add_bench_command(CLI::App& root);
 Command add_detect_command(CLI::App& root);
 Command add_report_command(CLI::App& root);
 Command add_calibrate_command(CLI::App& root);
+Command add_compare_command(CLI::App& root);
+Command add_eval_command(CLI::App& root);
 
 // What a build report (`kiln report`, `kiln build --report`) is made from.
 struct ReportSource {

@@ -70,7 +70,7 @@ int main(int argc, char** argv) {
   app.add_flag("-v,--verbose", verbose, "print every diagnostic (per-layer tactic timing included) on stderr");
   std::vector<Command> commands = {add_build_command(app), add_run_command(app), add_inspect_command(app),
                                   add_bench_command(app), add_detect_command(app), add_report_command(app),
-                                  add_calibrate_command(app)};
+                                  add_calibrate_command(app), add_compare_command(app), add_eval_command(app)};
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

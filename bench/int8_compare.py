@@ -65,7 +65,10 @@ def main():
         kiln("calibrate", onnx_path, "--batch", 1, "--calib", cal, "--calib-cache", cache)
         calib_s = time.time() - t0
         row = dict(model=name, b=b, calib_s=round(calib_s, 1))
+        # One timing cache: the INT8 build reuses the FP16 build's float timings.
+        tcache = os.path.join(a.out, f"{name}_b{b}.timing")
         for label, flags in (("fp16", ["--fp16"]), ("int8", ["--int8", "--fp16", "--calib-cache", cache])):
+            flags = flags + ["--timing-cache", tcache]
             plan = os.path.join(a.out, f"{name}_b{b}_{label}.plan")
             t0 = time.time()
             try:

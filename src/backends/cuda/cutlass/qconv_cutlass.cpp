@@ -6,14 +6,16 @@
 // channels-last, C a multiple of 16 (TMA moves 16-byte rows of int8),
 // strides up to 8 (TMA im2col's limit), activation none, Relu, LeakyRelu or
 // Clip, on a compute capability 9.0 GPU, when a compiled configuration
-// matches the output dtype (int8, fp16 or fp32) and the residual's (that
-// same dtype, or none). Weights are repacked to KRSC at load. K not a multiple
+// matches the output dtype (int8, fp16 or fp32) and the residual's (int8 Y:
+// int8 Z; fp16 Y: int8 or fp16 Z; fp32 Y: fp32 Z; or none, then one tile per
+// output dtype and tile shape). Weights are repacked to KRSC at load. K not a multiple
 // of 16 (detection heads: 84, 126 channels) without a residual: weights, m
 // and bias are padded with zero channels, the kernel writes the padded rows
 // into the workspace and one copy crops them into Y. A launch whose pointers
 // are not 16-byte aligned (a view into the activation arena) runs the own
 // direct kernel on the same weights instead, with the same result up to the
 // rounding of v / y_scale.
+#include <algorithm>
 #include <climits>
 #include <cmath>
 #include <cstdint>
@@ -35,9 +37,10 @@ using cutlass_sm90::QConvOperands;
 using cutlass_sm90::QConvTile;
 
 const std::vector<const QConvTile*>& tiles() {
-  static const std::vector<const QConvTile*> t = {&cutlass_sm90::qtile_i8_128x128x128(),
-                                                  &cutlass_sm90::qtile_f16_128x128x128(),
-                                                  &cutlass_sm90::qtile_f32_128x128x128()};
+  static const std::vector<const QConvTile*> t = {
+      &cutlass_sm90::qtile_i8_128x128x64(), &cutlass_sm90::qtile_i8_128x64x64(),
+      &cutlass_sm90::qtile_f16_128x128x64(), &cutlass_sm90::qtile_f16zf16_128x128x64(),
+      &cutlass_sm90::qtile_f32_128x128x64()};
   return t;
 }
 
@@ -206,8 +209,15 @@ std::vector<Tactic> cutlass_qconv_tactics(const ir::Node& n, std::string* why) {
   std::vector<Tactic> out;
   reason = std::string("no compiled kernel writes ") + dtype_name(c->q.y) +
            (c->q.has_z ? std::string(" with a ") + dtype_name(c->q.z) + " residual" : std::string());
+  std::vector<std::string> shapes;  // without Z, tiles differing only in their residual dtype are one tactic
   for (const QConvTile* t : tiles()) {
     if (t->out_dtype() != c->q.y || (c->q.has_z && t->z_dtype() != c->q.z)) continue;
+    const std::string name = t->name();
+    const std::string shape = name.substr(name.find('_'));
+    if (!c->q.has_z) {
+      if (std::find(shapes.begin(), shapes.end(), shape) != shapes.end()) continue;
+      shapes.push_back(shape);
+    }
     const std::string refused = t->check(c->s);
     if (!refused.empty()) {
       reason = refused;

@@ -11,7 +11,8 @@
 // the QConv epilogue in float (an epilogue visitor tree):
 //   v = acc * m[k] + bias[k] + z_scale * Z;  v = act(v)
 //   Y = int8 outputs: saturate_int8(round_half_even(v * inv_y_scale)); else v
-// with Z read only when z_scale != 0. Activations: none, Relu, LeakyRelu, Clip.
+// with Z read (in its own dtype) only when present. Activations: none, Relu,
+// LeakyRelu, Clip.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -53,7 +54,7 @@ class QConvTile {
   virtual ~QConvTile() = default;
   virtual const char* name() const = 0;  // "i8_128x128x128": output dtype and M x N x K tile
   virtual DataType out_dtype() const = 0;
-  virtual DataType z_dtype() const = 0;  // the residual dtype it reads
+  virtual DataType z_dtype() const = 0;  // the residual dtype it reads (none also runs)
   // "" when this kernel can run `s` (groups 1); otherwise what CUTLASS refuses.
   virtual std::string check(const ConvShape& s) const = 0;
   virtual size_t workspace_bytes(const ConvShape& s) const = 0;
@@ -64,11 +65,15 @@ class QConvTile {
   virtual void launch(const ConvShape& s, const QConvOperands& o, void* workspace, cudaStream_t stream) const = 0;
 };
 
-// The compiled configurations (one per .cu file), one per output dtype; a
-// new tile shape is one more small .cu file instantiating the template.
-const QConvTile& qtile_i8_128x128x128();
-const QConvTile& qtile_f16_128x128x128();
-const QConvTile& qtile_f32_128x128x128();
+// The compiled configurations (one per .cu file, named <out>[z<residual>]_
+// <M>x<N>x<K tile>); a new one is one more small .cu file instantiating the
+// template. Each reads its residual in its own dtype (z_dtype), converted to
+// float in the epilogue.
+const QConvTile& qtile_i8_128x128x64();       // int8 Y, int8 Z
+const QConvTile& qtile_i8_128x64x64();        // int8 Y, int8 Z; two CTAs per SM
+const QConvTile& qtile_f16_128x128x64();      // fp16 Y, int8 Z
+const QConvTile& qtile_f16zf16_128x128x64();  // fp16 Y, fp16 Z
+const QConvTile& qtile_f32_128x128x64();      // fp32 Y, fp32 Z
 
 }  // namespace cutlass_sm90
 }  // namespace kiln::cuda

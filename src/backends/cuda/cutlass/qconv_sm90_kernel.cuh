@@ -4,12 +4,21 @@
 //
 // Mainloop: as conv_sm90_kernel.cuh (TMA im2col loads of X, TMA tiled loads
 // of KRSC W, warp-specialized wgmma), with int8 operands and int32
-// accumulators; K tiles of 128 int8 = 128 bytes, the widest TMA swizzle.
+// accumulators. K tiles of 64 int8: ResNet-style layers have C = 64 * 2^i,
+// and a 128-wide K tile over C = 64 left half of every tile zeros.
+//
+// CUTLASS 4.2 has only the non-persistent conv schedule: a CTA's epilogue
+// overlaps nothing but other resident CTAs. With the default stage count
+// one CTA filled the shared memory, so every tile ran load -> MMA ->
+// epilogue in series. Configurations with MinBlocks = 2 fix the stage count
+// and bound registers (launch bounds) so two CTAs share an SM and one's
+// epilogue hides the other's loads.
 //
 // Epilogue visitor tree, in float:
 //   Inner  = acc * m[k] + bias[k]            (m, bias: per-column broadcasts)
-//   WithZ  = z_scale * C + Inner             (C = Z; CUTLASS skips loading C
-//                                             when z_scale is 0)
+//   WithZ  = Inner + QResidual               (z_scale * float(Z) loaded by TMA
+//                                             in Z's own dtype; nothing loaded
+//                                             and 0 without a residual)
 //   D      = finish(WithZ)                   (activation, then for int8 D the
 //                                             requantization, exact in float)
 #pragma once
@@ -73,7 +82,80 @@ template <class T, int N> struct QConvFinish<cutlass::Array<T, N>> {
   }
 };
 
-template <int TileM, int TileN, int TileK, class ElementD, class ElementC>
+// The residual term z_scale * float(Z) of an EVT. Unlike Sm90SrcFetch,
+// whether C (= Z) is loaded at all is a runtime argument: without a
+// residual the producer issues no C loads and this returns zeros (reading C
+// anyway would cost a full output's bytes and turn 0 * NaN garbage into NaN).
+template <class ElementC> struct QResidual {
+  struct SharedStorage {};
+  struct Arguments {
+    float scale = 0.f;
+    int load = 0;
+  };
+  using Params = Arguments;
+
+  template <class ProblemShape>
+  static constexpr Params to_underlying_arguments(ProblemShape const&, Arguments const& a, void*) {
+    return a;
+  }
+  template <class ProblemShape> static bool can_implement(ProblemShape const&, Arguments const&) { return true; }
+  template <class ProblemShape> static size_t get_workspace_size(ProblemShape const&, Arguments const&) { return 0; }
+  template <class ProblemShape>
+  static cutlass::Status initialize_workspace(ProblemShape const&, Arguments const&, void*, cudaStream_t,
+                                              cutlass::CudaHostAdapter* = nullptr) {
+    return cutlass::Status::kSuccess;
+  }
+
+  CUTLASS_HOST_DEVICE QResidual() {}
+  CUTLASS_HOST_DEVICE QResidual(Params const& p, SharedStorage const&) : params(p) {}
+  Params params;
+
+  CUTLASS_DEVICE bool is_producer_load_needed() const { return params.load != 0; }
+  CUTLASS_DEVICE bool is_C_load_needed() const { return params.load != 0; }
+
+  template <class... Args>
+  CUTLASS_DEVICE auto get_producer_load_callbacks(cutlass::epilogue::fusion::ProducerLoadArgs<Args...> const&) {
+    return cutlass::epilogue::fusion::EmptyProducerLoadCallbacks{};
+  }
+
+  template <class SrcTensor>
+  struct ConsumerStoreCallbacks : cutlass::epilogue::fusion::EmptyConsumerStoreCallbacks {
+    CUTLASS_DEVICE ConsumerStoreCallbacks(SrcTensor const& c, Params const& p) : tCrC(c), params(p) {}
+    SrcTensor const& tCrC;  // (CPY, CPY_M, CPY_N): C registers, in C's or the compute type
+    Params params;
+
+    template <class ElementAccumulator, int FragmentSize>
+    CUTLASS_DEVICE cutlass::Array<float, FragmentSize> visit(cutlass::Array<ElementAccumulator, FragmentSize> const&,
+                                                             int epi_v, int, int) {
+      using Reg = typename SrcTensor::value_type;
+      cutlass::Array<float, FragmentSize> out;
+      if (!params.load) {
+        out.fill(0.f);  // the C registers were never written
+        return out;
+      }
+      const cutlass::Array<Reg, FragmentSize> c = cute::recast<cutlass::Array<Reg, FragmentSize>>(tCrC)(epi_v);
+      cutlass::NumericArrayConverter<float, Reg, FragmentSize> to_float;
+      out = to_float(c);
+      CUTLASS_PRAGMA_UNROLL
+      for (int i = 0; i < FragmentSize; ++i) out[i] *= params.scale;
+      return out;
+    }
+  };
+
+  template <bool ReferenceSrc, class... Args>
+  CUTLASS_DEVICE auto get_consumer_store_callbacks(cutlass::epilogue::fusion::ConsumerStoreArgs<Args...> const& args) {
+    return ConsumerStoreCallbacks<cute::remove_cvref_t<decltype(args.tCrC)>>(args.tCrC, params);
+  }
+};
+
+// A kernel whose launch bounds ask for MinBlocks resident CTAs per SM (the
+// compiler then keeps registers within 64K / (threads * MinBlocks)).
+template <class Base, int MinBlocks> struct WithMinBlocks : Base {
+  static constexpr uint32_t MinBlocksPerMultiprocessor = MinBlocks;
+};
+
+// Stages 0: as many mainloop stages as the shared memory holds (one CTA per SM).
+template <int TileM, int TileN, int TileK, class ElementD, class ElementC, int Stages, int MinBlocks>
 class Sm90QConvTile final : public QConvTile {
   using TileShape = cute::Shape<cute::Int<TileM>, cute::Int<TileN>, cute::Shape<cute::Int<TileK>>>;
   using ClusterShape = cute::Shape<cute::_1, cute::_1, cute::_1>;
@@ -91,9 +173,7 @@ class Sm90QConvTile final : public QConvTile {
                                                               cute::Stride<cute::_0, cute::_1, int64_t>, 4>;
   using Inner = EVT<Compute<cutlass::homogeneous_multiply_add, float>, cutlass::epilogue::fusion::Sm90AccFetch,
                     Column, Column>;
-  using WithZ = EVT<Compute<cutlass::homogeneous_multiply_add, float>,
-                    cutlass::epilogue::fusion::Sm90ScalarBroadcast<float>,
-                    cutlass::epilogue::fusion::Sm90SrcFetch<ElementC>, Inner>;
+  using WithZ = EVT<Compute<cutlass::plus, float>, Inner, QResidual<ElementC>>;
   using Fusion = EVT<Compute<QConvFinish, ElementD>, WithZ>;
 
   using Epilogue = typename cutlass::epilogue::collective::CollectiveBuilder<
@@ -105,15 +185,18 @@ class Sm90QConvTile final : public QConvTile {
       cutlass::arch::Sm90, cutlass::arch::OpClassTensorOp, cutlass::conv::Operator::kFprop,
       int8_t, cutlass::layout::TensorNHWC, kAlignAB, int8_t, cutlass::layout::TensorNHWC, kAlignAB,
       int32_t /*accumulator*/, TileShape, ClusterShape,
-      cutlass::conv::collective::StageCountAutoCarveout<static_cast<int>(sizeof(typename Epilogue::SharedStorage))>,
+      std::conditional_t<Stages == 0,
+                         cutlass::conv::collective::StageCountAutoCarveout<
+                             static_cast<int>(sizeof(typename Epilogue::SharedStorage))>,
+                         cutlass::conv::collective::StageCount<(Stages > 0 ? Stages : 1)>>,
       cutlass::conv::collective::KernelScheduleAuto>::CollectiveOp;
   using Problem = cutlass::conv::ConvProblemShape<Mainloop::DispatchPolicy::ConvOp,
                                                   Mainloop::DispatchPolicy::NumSpatialDimensions>;
-  using Kernel = cutlass::conv::kernel::ConvUniversal<Problem, Mainloop, Epilogue>;
+  using Kernel = WithMinBlocks<cutlass::conv::kernel::ConvUniversal<Problem, Mainloop, Epilogue>, MinBlocks>;
   using Device = cutlass::conv::device::ConvUniversalAdapter<Kernel>;
   static_assert(Problem::RankS == 2, "2-D convolutions only");
-  // Y stands in for an absent residual (see arguments()).
-  static_assert(std::is_same_v<ElementC, ElementD>, "the residual has the output's dtype");
+  static_assert(MinBlocks == 1 || Kernel::SharedStorageSize * MinBlocks <= (227 << 10),
+                "MinBlocks CTAs must fit the shared memory of one SM");
 
  public:
   Sm90QConvTile(const char* name, DataType out, DataType z) : name_(name), out_(out), z_(z) {}
@@ -194,18 +277,17 @@ class Sm90QConvTile final : public QConvTile {
       cute::get<0, i>(dd) = problem.stride_C[Problem::RankT - 2 - i];
     });
     ElementD* y = static_cast<ElementD*>(o.y);
-    // Without a residual z_scale is 0 and C is never loaded; Y stands in as
-    // a valid address of the same dtype and strides.
-    const ElementC* c = s.has_z ? static_cast<const ElementC*>(o.z) : y;
+    // Without a residual C is never loaded (QResidual's load flag); Y stands
+    // in as a valid 16-byte aligned address for the C descriptor.
+    const ElementC* c = s.has_z ? static_cast<const ElementC*>(o.z) : reinterpret_cast<const ElementC*>(y);
     typename Fusion::Arguments fusion{
-        {                                 // z_scale * C + inner
-         {{s.has_z ? o.z_scale : 0.f}},   // z_scale
-         {},                              // C
+        {                                 // inner + z_scale * C
          {                                // acc * m + bias
           {},                             // acc
           {o.m, 0.f, {}},                 // m
           {o.bias, 0.f, {}},              // bias
           {}},
+         {s.has_z ? o.z_scale : 0.f, s.has_z ? 1 : 0},  // z_scale * C
          {}},
         {o.act, o.act_a, o.act_b, o.inv_y_scale, std::is_same_v<ElementD, int8_t> ? 1 : 0}};
     return typename Kernel::Arguments(

@@ -132,7 +132,9 @@ struct BuilderConfig {
   // CUDA: allow FP16. A layer runs in FP16 where it has an FP16 kernel and
   // its timed FP16 tactic beats FP32 (reformats counted); layers named in
   // fp16_layers ("*" = all) run in FP16 whatever the timing, those in
-  // fp32_layers stay FP32. Outputs stay in the model's dtypes.
+  // fp32_layers stay FP32. Outputs stay in the model's dtypes, and layers
+  // whose outputs a plugin reads stay FP32 unless named in fp16_layers (an
+  // NMS fed FP16 scores sees the top ones tie at 1.0).
   bool fp16 = false;
   std::vector<std::string> fp32_layers, fp16_layers;
   // CUDA: file of tactic timings to reuse and extend ("" = time everything).

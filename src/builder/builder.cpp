@@ -1,6 +1,7 @@
 // Builder::build: copy the network's graph, optimize it, lower every node to
 // a kernel (which checks at build time that kiln can run it) and write the plan.
 #include <cstdlib>
+#include <set>
 
 #include "backends/cpu/kernel.h"
 #include "builder/build_profiles.h"
@@ -56,7 +57,14 @@ std::vector<uint8_t> finish_cuda(ir::Graph& g, const BuilderConfig& c, bool assi
   if (assign) {
     for (auto it = g.metadata.begin(); it != g.metadata.end();)
       it = it->first == "precision" || it->first.rfind("precision/", 0) == 0 ? g.metadata.erase(it) : std::next(it);
+    std::set<std::string> feeders;
+    if (o.fp16)
+      for (const std::string& l : cuda_build::plugin_input_layers(g))
+        if (!o.fp16_layers.count(l) && !o.fp32_layers.count(l)) feeders.insert(l);
+    o.fp32_layers.insert(feeders.begin(), feeders.end());
     if (o.fp16) o.fp32_layers = cuda_build::choose_fp32_layers(g, o);
+    for (const std::string& l : feeders)
+      g.metadata["precision/" + l] = "fp32: feeds a plugin, which reads FP32 (FP16 rounding would reach it)";
     // INT8 builds already counted their quantize layers.
     const int quantize = g.metadata.count("reformats") ? std::atoi(g.metadata.at("reformats").c_str()) : 0;
     g.metadata["reformats"] = std::to_string(quantize + cuda_build::assign_formats(g, o));

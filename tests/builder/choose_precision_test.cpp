@@ -486,6 +486,22 @@ TEST(PrecisionSearch, StarForcesTodaysAllFp16AssignmentWithoutTiming) {
   }
 }
 
+TEST(PrecisionSearch, LayersFeedingAPluginAreFound) {
+  // A plugin reads relu's output through a Reshape: relu is the layer whose
+  // precision reaches the plugin; conv and mm feed none.
+  auto g = conv_relu_matmul();
+  ir::Value* r = g->value("r");
+  ir::Value* flat = g->add_value("flat");
+  ir::Value* shape = g->add_constant("shape", ir::Tensor::from_int64({1, -1}, {2}));
+  g->add_node("Reshape", "reshape", {r, shape}, {flat});
+  ir::Value* det = g->add_value("det");
+  ir::Node* nms = g->add_node("FakeNms", "nms", {flat}, {det});
+  nms->path = "plugin";
+  EXPECT_EQ(cuda_build::plugin_input_layers(*g), (std::set<std::string>{"relu"}));
+  nms->path = "kernel";
+  EXPECT_TRUE(cuda_build::plugin_input_layers(*g).empty());
+}
+
 TEST(PrecisionSearch, EveryLayerPinnedTimesNothing) {
   auto g = conv_relu_matmul();
   cuda_build::Options o;

@@ -374,7 +374,8 @@ TEST(ExportQdq, ExternalDataIsInlinedWhenWrittenElsewhere) {
 
   const std::string beside = (dir.path / "src" / "m.qdq.onnx").string();
   export_qdq_onnx(in, {{"x", 0.02f}}, beside);
-  const TP* kept = initializer(load(beside).graph(), "B1");
+  const onnx::ModelProto beside_model = load(beside);
+  const TP* kept = initializer(beside_model.graph(), "B1");
   ASSERT_TRUE(kept);
   EXPECT_EQ(kept->data_location(), TP::EXTERNAL);  // the reference still resolves from here
 }

@@ -64,6 +64,14 @@ TimingStats select_tactics(ir::Graph& g, const Options& o);
 // kernel, or named by both lists.
 std::set<std::string> choose_fp32_layers(ir::Graph& g, const Options& o);
 
+// Layers whose outputs a plugin reads (through view ops such as Reshape or
+// Concat) and that could run FP16. Plugins read FP32, and a ranking plugin
+// is sensitive to FP16 rounding: an NMS fed FP16 softmax scores sees its top
+// scores rounded to exactly 1.0, and the ties reorder its detections (a
+// detector lost 1.3 mAP that way). FP16 builds keep these layers FP32
+// unless --fp16-layer names them.
+std::set<std::string> plugin_input_layers(const ir::Graph& g);
+
 // INT8 builds: the QConv layers of `int8_graph` that run faster in float.
 // Both graphs (the same layers before and after quant::assign_int8) are
 // formatted and timed on copies; a QConv is slower when its layer in

@@ -4,6 +4,7 @@
 // the final build below times nothing new. The Reformat layers a switch adds
 // or removes are timed too, and choose_precision picks per layer.
 #include <algorithm>
+#include <functional>
 #include <cstdio>
 
 #include "backends/cuda/kernel.h"
@@ -52,6 +53,26 @@ std::vector<PrecisionLayer::Pin> precision_pins(const ir::Graph& g, const Option
     else pins.push_back(PrecisionLayer::kFree);
   }
   return pins;
+}
+
+std::set<std::string> plugin_input_layers(const ir::Graph& g) {
+  static const std::set<std::string> views = {"Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze",
+                                              "Concat", "Identity"};
+  std::set<std::string> out;
+  std::function<void(const ir::Value*, int)> walk = [&](const ir::Value* v, int depth) {
+    const ir::Node* p = v ? v->producer : nullptr;
+    if (!p || depth > 4) return;
+    if (p->domain.empty() && views.count(p->op_type)) {
+      for (const ir::Value* in : p->inputs) walk(in, depth + 1);
+    } else if (runs_fp16(*p)) {
+      out.insert(p->name);
+    }
+  };
+  for (auto& n : g.nodes())
+    if (n->path == "plugin")
+      for (const ir::Value* v : n->inputs)
+        if (v && !v->is_constant()) walk(v, 0);
+  return out;
 }
 
 PrecisionRounds make_precision_rounds(const ir::Graph& g, const Options& o) {

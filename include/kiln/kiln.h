@@ -81,6 +81,9 @@ struct LayerInfo {
   // GPU FP16 builds: why this layer runs in its precision, with the timed
   // FP16 and FP32 figures ("" when no choice was made).
   std::string precision_choice;
+  // INT8 layers: the scales they quantize with ("x 0.0123, y 0.0456, w 64
+  // per-channel 0.0011..0.0042"; "scale 0.0123" for a quantize layer).
+  std::string int8_scales;
 };
 
 struct NetworkSummary {

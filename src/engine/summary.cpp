@@ -1,6 +1,7 @@
 #include "engine/summary.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <sstream>
 
 #include <set>
@@ -40,6 +41,30 @@ int64_t metadata_int(const ir::Graph& g, const char* key) {
   } catch (const std::exception&) {
     return -1;  // metadata is informational; a bad entry is not fatal
   }
+}
+}  // namespace
+
+namespace {
+std::string fmt_scale(float v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.6g", double(v));
+  return buf;
+}
+
+// The scales an INT8 layer quantizes with, for inspect and the report.
+std::string int8_scales(const ir::Node& n) {
+  if (n.domain != "kiln") return "";
+  if (n.op_type == "Reformat") return n.has("scale") ? "scale " + fmt_scale(n.f("scale", 0)) : "";
+  if (n.op_type != "QConv") return "";
+  std::string s = "x " + fmt_scale(n.f("x_scale", 0));
+  if (n.has("y_scale")) s += ", y " + fmt_scale(n.f("y_scale", 0));
+  if (n.has("z_scale")) s += ", z " + fmt_scale(n.f("z_scale", 0));
+  const std::vector<float> w = n.floats("w_scales");
+  if (!w.empty()) {
+    const auto [lo, hi] = std::minmax_element(w.begin(), w.end());
+    s += ", w " + std::to_string(w.size()) + " per-channel " + fmt_scale(*lo) + ".." + fmt_scale(*hi);
+  }
+  return s;
 }
 }  // namespace
 
@@ -104,6 +129,7 @@ NetworkSummary summarize_graph(const ir::Graph& g, const MemoryPlan* plan) {
     if (auto it = g.metadata.find("precision/" + n.name); it != g.metadata.end()) l.precision_choice = it->second;
     if (auto it = g.metadata.find("int8_timing/" + n.name); it != g.metadata.end())
       l.precision_choice += (l.precision_choice.empty() ? "" : "; ") + it->second;
+    l.int8_scales = int8_scales(n);
     l.elided = !plan->runs(k);
     if (!l.elided) ++s.launches;
     s.layers.push_back(std::move(l));

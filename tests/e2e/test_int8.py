@@ -153,3 +153,34 @@ def test_gpu_int8_agrees_with_cpu_int8(setup, fp16):
     # rounding ties and, with --fp16, in its float layers.
     assert rel_l2(b, a) < (0.01 if fp16 else 0.005), rel_l2(b, a)
     assert rel_l2(b, s["ref"]) < BOUND
+
+
+def test_inspect_json_and_report_show_the_cache_scales(setup):
+    """The scales inspect and the report show are the cache's, read back here
+    from its hex float bits."""
+    import json
+    import struct
+    s = setup
+    cache = s["dir"] / "shown.calib"
+    plan = s["dir"] / "shown.plan"
+    kiln("build", s["model"], "-o", plan, "--int8", "--calib", s["cal"], "--calib-cache", cache)
+    scales = {}
+    for line in cache.read_text().splitlines()[1:]:
+        name, hexbits = line.rsplit(": ", 1)
+        scales[name] = struct.unpack(">f", bytes.fromhex(hexbits))[0]
+    j = json.loads(kiln("inspect", plan, "--json").stdout)
+    assert j["int8"].startswith("20 conv layers INT8")
+    quant = [l for l in j["layers"] if l["op_type"] == "kiln::Reformat" and l["name"].startswith("quantize:")]
+    assert len(quant) == 1
+    assert quant[0]["int8_scales"] == f"scale {scales[s['name']]:.6g}"
+    first = [l for l in j["layers"] if l["name"] == "/conv1/Conv"][0]
+    assert first["op_type"] == "kiln::QConv"
+    want_y = scales[first["outputs"][0]["name"]]
+    assert first["int8_scales"].startswith(f"x {scales[s['name']]:.6g}, y {want_y:.6g}, w 64 per-channel ")
+    html = s["dir"] / "shown.html"
+    kiln("report", plan, "-o", html)
+    text = html.read_text()
+    start = text.index('<script type="application/json" id="kiln-data">') + len('<script type="application/json" id="kiln-data">')
+    data = json.loads(text[start:text.index("</script>", start)])["summary"]
+    shown = [l for l in data["layers"] if l["name"] == "/conv1/Conv"][0]
+    assert shown["int8_scales"] == first["int8_scales"] and data["int8"] == j["int8"]

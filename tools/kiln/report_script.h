@@ -154,10 +154,13 @@ function step3(b) {
   if (S.precision_choice) b.append(el("p", {}, "Precision choice: ", el("code", {}, S.precision_choice)));
   if (S.reformats) b.append(el("p", {class: "note"}, `${S.reformats} reformat layers convert precision or layout.`));
   b.append(drawGraph(S.layers, l => ({fill: PREC_FILL[l.precision] || "#eee", stroke: "#777", badge: l.precision})));
+  if (S.int8) b.append(el("p", {}, "INT8: ", el("code", {}, S.int8)));
   const any = S.layers.some(l => l.precision_choice);
-  if (!any) b.append(el("p", {class: "note"}, "No per-layer precision choice was made (made only by GPU builds with --fp16)."));
-  b.append(table(["layer", "op", "precision", "tactic", ...(any ? ["why this precision"] : [])],
-    S.layers.map(l => [l.name, l.op_type, precTag(l.precision), l.tactic || "-", ...(any ? [l.precision_choice || "-"] : [])])));
+  const q = S.layers.some(l => l.int8_scales);
+  if (!any) b.append(el("p", {class: "note"}, "No per-layer precision choice was made (made only by GPU builds with --fp16 or --int8)."));
+  b.append(table(["layer", "op", "precision", "tactic", ...(any ? ["why this precision"] : []), ...(q ? ["INT8 scales"] : [])],
+    S.layers.map(l => [l.name, l.op_type, precTag(l.precision), l.tactic || "-", ...(any ? [l.precision_choice || "-"] : []),
+                       ...(q ? [l.int8_scales || "-"] : [])])));
 }
 
 function step4(b) {

@@ -41,7 +41,8 @@ nlohmann::ordered_json layers_json(const std::vector<LayerInfo>& layers) {
                  {"fusion", l.fusion},
                  {"elided", l.elided},
                  {"candidates", candidates_json(l)},
-                 {"precision_choice", l.precision_choice}});
+                 {"precision_choice", l.precision_choice},
+                 {"int8_scales", l.int8_scales}});
   return a;
 }
 
@@ -75,6 +76,7 @@ nlohmann::ordered_json summary_json(const std::string& source, const std::string
   j["weight_bytes"] = s.weight_bytes;
   j["activation_bytes"] = s.activation_bytes;
   j["reformats"] = s.reformats;
+  j["int8"] = s.int8;
   j["precision_choice"] = s.precision_choice;
   return j;
 }

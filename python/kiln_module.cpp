@@ -288,6 +288,7 @@ void bind(nb::module_& m) {
       .def_ro("elided", &LayerInfo::elided)
       .def_ro("candidates", &LayerInfo::candidates)
       .def_ro("precision_choice", &LayerInfo::precision_choice)
+      .def_ro("int8_scales", &LayerInfo::int8_scales)
       .def("__repr__", [](const LayerInfo& l) {
         return "LayerInfo(name='" + l.name + "', op_type='" + l.op_type + "', tactic='" + l.tactic +
                "', precision='" + l.precision + "')";
@@ -306,6 +307,7 @@ void bind(nb::module_& m) {
       .def_ro("activation_bytes", &NetworkSummary::activation_bytes)
       .def_ro("reformats", &NetworkSummary::reformats)
       .def_ro("precision_choice", &NetworkSummary::precision_choice)
+      .def_ro("int8", &NetworkSummary::int8)
       .def("__repr__", [](const NetworkSummary& s) {
         return "Summary(layers=" + std::to_string(s.layers.size()) + ", launches=" + std::to_string(s.launches) +
                ", weight_bytes=" + std::to_string(s.weight_bytes) + ")";

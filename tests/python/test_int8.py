@@ -555,3 +555,16 @@ def test_int8_cuda_build_matches_onnxruntime(gauss_model):
     x = make_batches(1, exact=False, seed=94)[0]
     got = engine.create_context().run({"x": x})["y"]
     assert rel_l2(got, ort_run(gauss_model, {"x": x})["y"]) < INT8_BOUND
+
+
+def test_summary_shows_int8_layers_and_their_scales(exact_model):
+    arrays = make_batches(4, exact=True)
+    net = kiln.parse_onnx(exact_model)
+    scales = kiln.calibrate(net, ListCalibrator(arrays), method="minmax")
+    plan = kiln.Builder(int8=True, calibrator=ListCalibrator(arrays), calib_method="minmax").build(net)
+    s = kiln.Runtime().deserialize(plan).summary()
+    qconvs = [l for l in s.layers if l.op_type == "kiln::QConv"]
+    assert qconvs and s.int8.startswith(f"{len(qconvs)} conv layers INT8")
+    quant = [l for l in s.layers if l.name.startswith("quantize:")]
+    assert quant and quant[0].int8_scales == f"scale {scales['x']:.6g}"
+    assert all(l.int8_scales.startswith("x ") for l in qconvs)

@@ -69,7 +69,10 @@ void apply_int8(ir::Graph& g, const Network& network, const BuilderConfig& c) {
     std::vector<quant::Batch> batches;
     for (quant::Batch b; batches.size() < 8 && cal->next_batch(b); b.clear()) batches.push_back(b);
     const quant::GuardResult gr = quant::run_int8_guard(g, scales, o, batches, c.int8_guard_bound);
-    o.keep_float.insert(gr.returned.begin(), gr.returned.end());
+    for (const std::string& l : gr.returned) {
+      o.keep_float.insert(l);
+      o.keep_reason[l] = "returned to float by the INT8 guard";
+    }
     g.metadata["int8_guard"] = quant::describe(gr, c.int8_guard_bound);
     log_message(gr.met ? Severity::kInfo : Severity::kWarning, "int8 guard: " + g.metadata["int8_guard"]);
   }
@@ -87,7 +90,10 @@ void apply_int8(ir::Graph& g, const Network& network, const BuilderConfig& c) {
       if (quant::assign_int8(*trial, scales, o).quantized == 0) break;
       const auto slower = cuda_build::int8_slower_layers(*trial, g, co, &timed);
       if (slower.empty()) break;
-      o.keep_float.insert(slower.begin(), slower.end());
+      for (const std::string& l : slower) {
+        o.keep_float.insert(l);
+        o.keep_reason[l] = "faster in float on this GPU";
+      }
       returned += slower.size();
     }
     log_message(Severity::kInfo, "int8: " + std::to_string(returned) + " conv layer(s) faster in float stay float");

@@ -76,7 +76,10 @@ class Assigner {
     const ir::Value* x = n.in(0);
     const ir::Value* w = n.in(1);
     const ir::Value* b = n.in(2);
-    if (o_.keep_float.count(n.name)) return why = "kept float by request", false;
+    if (o_.keep_float.count(n.name)) {
+      auto it = o_.keep_reason.find(n.name);
+      return why = it != o_.keep_reason.end() ? it->second : "kept float by request", false;
+    }
     if (n.path != "kernel") return why = "runs as " + n.path, false;
     if (!x || x->is_constant() || x->dtype != DataType::kFloat32 || x->dims.size() != 4)
       return why = "input is not a 4-D fp32 activation", false;

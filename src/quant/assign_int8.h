@@ -23,6 +23,9 @@ namespace kiln::quant {
 
 struct Int8Options {
   std::set<std::string> keep_float;  // layer names that stay FP32/FP16
+  // Why a layer of keep_float stays float, for Int8Assignment::kept_float
+  // (default "kept float by request").
+  std::map<std::string, std::string> keep_reason;
 };
 
 struct Int8Assignment {

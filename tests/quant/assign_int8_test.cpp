@@ -167,6 +167,19 @@ TEST(AssignInt8, KeptLayersAndMissingScalesStayFloat) {
   EXPECT_NE(r.kept_float[1].find("conv3: no scale for input"), std::string::npos);
 }
 
+TEST(AssignInt8, KeptLayersCarryTheirReason) {
+  auto g = block(false);
+  const auto scales = minmax_scales(*g, random_inputs(*g, 5));
+  quant::Int8Options o;
+  o.keep_float = {"conv1", "conv3"};
+  o.keep_reason["conv3"] = "returned to float by the INT8 guard";
+  auto q = clone_graph(*g);
+  const auto r = quant::assign_int8(*q, scales, o);
+  ASSERT_EQ(r.kept_float.size(), 2u);
+  EXPECT_EQ(r.kept_float[0], "conv1: kept float by request");
+  EXPECT_EQ(r.kept_float[1], "conv3: returned to float by the INT8 guard");
+}
+
 TEST(AssignInt8, RejectsNonFiniteScale) {
   auto g = block(false);
   auto scales = minmax_scales(*g, random_inputs(*g, 5));

@@ -56,7 +56,8 @@ CalibrationMethod parse_calibration_method(const std::string& method);
 // Fills BuilderConfig's INT8 fields from kiln.Builder's keyword arguments.
 void set_int8_options(BuilderConfig& cfg, bool int8, PyCalibrator* calibrator, const std::string& calib_method,
                       double calib_percentile, const std::string& calib_cache,
-                      std::vector<std::string> keep_float_layers, bool int8_guard, double int8_guard_bound);
+                      std::vector<std::string> keep_float_layers, std::vector<std::string> int8_layers,
+                      bool int8_guard, double int8_guard_bound);
 
 // Type slots of kiln.Builder: its tp_traverse shows the cyclic GC the
 // calibrator it keeps alive, so a Builder -> calibrator -> ... -> Builder

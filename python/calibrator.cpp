@@ -115,13 +115,15 @@ CalibrationMethod parse_calibration_method(const std::string& method) {
 
 void set_int8_options(BuilderConfig& cfg, bool int8, PyCalibrator* calibrator, const std::string& calib_method,
                       double calib_percentile, const std::string& calib_cache,
-                      std::vector<std::string> keep_float_layers, bool int8_guard, double int8_guard_bound) {
+                      std::vector<std::string> keep_float_layers, std::vector<std::string> int8_layers,
+                      bool int8_guard, double int8_guard_bound) {
   cfg.int8 = int8;
   cfg.calibration.calibrator = calibrator;  // kept alive by the Builder (keep_alive in its __init__)
   cfg.calibration.method = parse_calibration_method(calib_method);
   cfg.calibration.percentile = calib_percentile;
   cfg.calibration.cache_path = calib_cache;
   cfg.keep_float_layers = std::move(keep_float_layers);
+  cfg.int8_layers = std::move(int8_layers);
   cfg.int8_guard = int8_guard;
   cfg.int8_guard_bound = int8_guard_bound;
 }
@@ -159,6 +161,7 @@ void bind_builder_int8(nb::class_<BuilderConfig>& builder) {
       .def_prop_ro("calib_percentile", [](const BuilderConfig& c) { return c.calibration.percentile; })
       .def_prop_ro("calib_cache", [](const BuilderConfig& c) { return c.calibration.cache_path; })
       .def_ro("keep_float_layers", &BuilderConfig::keep_float_layers)
+      .def_ro("int8_layers", &BuilderConfig::int8_layers)
       .def_ro("int8_guard", &BuilderConfig::int8_guard)
       .def_ro("int8_guard_bound", &BuilderConfig::int8_guard_bound);
 }

@@ -7,6 +7,7 @@
 // RuntimeError as well as kiln.Error. Build and run drop the GIL.
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
+#include <nanobind/stl/map.h>
 #include <nanobind/stl/pair.h>
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/unique_ptr.h>
@@ -190,6 +191,7 @@ struct PyContext {
   std::shared_ptr<Engine> engine;  // the context reads the engine's weights
   std::unique_ptr<ExecutionContext> ctx;
   std::mutex lock;
+  int64_t rows = 0;  // profile engines: the batch set_batch's buffers hold (0: the max)
 };
 
 Device parse_device(const std::string& device) {
@@ -220,7 +222,7 @@ int device_of(const void* ptr) {
 
 // A DLPack view of a context's device buffer; the Python context object is
 // its owner, so the buffer lives as long as the view.
-nb::ndarray<> device_view(nb::handle self, const std::string& name) {
+nb::ndarray<nb::array_api> device_view(nb::handle self, const std::string& name) {
   PyContext& c = nb::cast<PyContext&>(self);
   const TensorInfo* info = nullptr;
   for (auto* list : {&c.engine->inputs(), &c.engine->outputs()})
@@ -231,7 +233,8 @@ nb::ndarray<> device_view(nb::handle self, const std::string& name) {
   if (!ptr)
     throw Error(ErrorCode::kUsage, "tensor '" + name + "' has no device buffer: device_tensor needs a GPU engine");
   std::vector<size_t> shape(info->shape.begin(), info->shape.end());
-  return nb::ndarray<>(ptr, shape.size(), shape.data(), self, nullptr, dlpack_dtype(info->dtype),
+  if (c.rows > 0 && info->batch_axis >= 0) shape[size_t(info->batch_axis)] = size_t(c.rows);
+  return nb::ndarray<nb::array_api>(ptr, shape.size(), shape.data(), self, nullptr, dlpack_dtype(info->dtype),
                        nb::device::cuda::value, device_of(ptr));
 }
 
@@ -320,9 +323,10 @@ void bind(nb::module_& m) {
 
   m.def(
       "parse_onnx",
-      [](const std::string& path, int batch) {
+      [](const std::string& path, int batch, std::map<std::string, std::vector<int64_t>> input_shapes) {
         ParseOptions opts;
         opts.batch = batch;
+        opts.input_shapes = std::move(input_shapes);
         PyNetwork n;
         {
           nb::gil_scoped_release release;
@@ -330,8 +334,9 @@ void bind(nb::module_& m) {
         }
         return n;
       },
-      "path"_a, "batch"_a = 0,
-      "Parses an ONNX model file. `batch` sets a symbolic batch dimension (0: the model's, or 1).");
+      "path"_a, "batch"_a = 0, "input_shapes"_a = std::map<std::string, std::vector<int64_t>>(),
+      "Parses an ONNX model file. `batch` sets a symbolic batch dimension (0: the model's, or 1); "
+      "`input_shapes` ({name: shape}) gives inputs with other symbolic dimensions their shape.");
 
   nb::class_<BuilderConfig> builder(m, "Builder", "Builds an engine for a network and returns its plan (bytes).",
                                     nb::type_slots(builder_type_slots()));
@@ -341,8 +346,8 @@ void bind(nb::module_& m) {
           [](BuilderConfig* cfg, const std::string& device, bool fp16, std::vector<std::string> fp32_layers,
              std::vector<std::string> fp16_layers, const std::string& timing_cache, bool optimize, bool int8,
              PyCalibrator* calibrator, const std::string& calib_method, double calib_percentile,
-             const std::string& calib_cache, std::vector<std::string> keep_float_layers, bool int8_guard,
-             double int8_guard_bound) {
+             const std::string& calib_cache, std::vector<std::string> keep_float_layers,
+             std::vector<std::string> int8_layers, bool int8_guard, double int8_guard_bound) {
             new (cfg) BuilderConfig();
             cfg->device = parse_device(device);
             cfg->fp16 = fp16;
@@ -351,13 +356,13 @@ void bind(nb::module_& m) {
             cfg->timing_cache = timing_cache;
             cfg->optimize = optimize;
             set_int8_options(*cfg, int8, calibrator, calib_method, calib_percentile, calib_cache,
-                             std::move(keep_float_layers), int8_guard, int8_guard_bound);
+                             std::move(keep_float_layers), std::move(int8_layers), int8_guard, int8_guard_bound);
           },
           "device"_a = "cpu", "fp16"_a = false, "fp32_layers"_a = std::vector<std::string>(),
           "fp16_layers"_a = std::vector<std::string>(), "timing_cache"_a = "", "optimize"_a = true,
           "int8"_a = false, nb::arg("calibrator").none() = nb::none(), "calib_method"_a = "entropy",
           "calib_percentile"_a = 99.99, "calib_cache"_a = "", "keep_float_layers"_a = std::vector<std::string>(),
-          "int8_guard"_a = false, "int8_guard_bound"_a = 0.02,
+          "int8_layers"_a = std::vector<std::string>(), "int8_guard"_a = false, "int8_guard_bound"_a = 0.02,
           // The config keeps a raw pointer to the calibrator (argument 9).
           nb::keep_alive<1, 9>())
       .def_prop_ro("device", [](const BuilderConfig& c) { return c.device == Device::kCuda ? "cuda" : "cpu"; })
@@ -377,6 +382,19 @@ void bind(nb::module_& m) {
             return to_bytes(plan);
           },
           "network"_a, "Builds an engine and returns the serialized plan.")
+      .def(
+          "build_profile",
+          [](const BuilderConfig& cfg, const std::string& path, int min_batch, int opt_batch, int max_batch) {
+            std::vector<uint8_t> plan;
+            {
+              nb::gil_scoped_release release;
+              plan = Builder(cfg).build_profile(path, {}, {min_batch, opt_batch, max_batch});
+            }
+            return to_bytes(plan);
+          },
+          "model_path"_a, "min_batch"_a, "opt_batch"_a, "max_batch"_a,
+          "Builds one plan that runs any batch in [min_batch, max_batch] of a model with a symbolic batch "
+          "dimension (one specialization per batch of the profile, tuned at its batch).")
       .def(
           "rebuild",
           [](const BuilderConfig& cfg, const nb::bytes& plan) {
@@ -436,6 +454,17 @@ void bind(nb::module_& m) {
           "GPU engines: runs one inference on the device buffers on a cudaStream_t (0: the context's own) "
           "without waiting.")
       .def(
+          "set_batch",
+          [](PyContext& c, int64_t batch) {
+            std::lock_guard<std::mutex> guard(c.lock);
+            c.rows = c.ctx->set_batch(batch);
+            return c.rows;
+          },
+          "batch"_a,
+          "Batch-profile engines: the batch device_address/device_tensor/enqueue serve (max until called). "
+          "Returns the rows the device buffers then hold along the batch axis (the smallest specialization "
+          ">= batch); rows past `batch` run too and are to be ignored.")
+      .def(
           "set_cuda_graph", [](PyContext& c, bool on) { c.ctx->set_cuda_graph(on); }, "on"_a,
           "GPU engines: replay the inference as one CUDA graph (default on).")
       .def(
@@ -464,6 +493,13 @@ void bind(nb::module_& m) {
       .def_prop_ro("inputs", [](const PyEngine& e) { return e.engine->inputs(); })
       .def_prop_ro("outputs", [](const PyEngine& e) { return e.engine->outputs(); })
       .def_prop_ro("device", [](const PyEngine& e) { return e.engine->device(); })
+      .def_prop_ro(
+          "profile",
+          [](const PyEngine& e) {
+            const BatchProfile p = e.engine->profile();
+            return p.max ? nb::make_tuple(p.min, p.opt, p.max) : nb::make_tuple();
+          },
+          "(min, opt, max) batches of a batch-profile engine; () for a single-batch one")
       .def("summary", [](const PyEngine& e) { return e.engine->summary(); })
       .def("create_context", [](const PyEngine& e) {
         auto c = std::make_unique<PyContext>();

@@ -107,6 +107,11 @@ class Network;  // a parsed model (graph IR + weights)
 
 struct ParseOptions {
   int batch = 0;  // value for a symbolic batch dimension; 0 = model's or 1
+  // Full shapes for inputs with symbolic dimensions (trtexec's --shapes):
+  // their symbolic axes take these values (axis 0: `batch` first when set);
+  // the static axes must agree. kBadInput for an unknown input name, another
+  // rank or a disagreeing static axis.
+  std::map<std::string, std::vector<int64_t>> input_shapes;
 };
 // Network is opaque outside the library, so its owner deletes it through destroy().
 void destroy(Network* network);
@@ -146,10 +151,12 @@ struct BuilderConfig {
   // per-output-channel weight scales; the scales come from `calibration`
   // (calibrate() is run by build) or, for a model carrying
   // QuantizeLinear/DequantizeLinear pairs, from the model itself. Layers named
-  // in keep_float_layers stay in FP32/FP16.
+  // in keep_float_layers stay in FP32/FP16. On the GPU a layer runs INT8 only
+  // where its timed INT8 tactic wins, unless named in int8_layers ("*" = all
+  // with scales), which run INT8 whatever the timing.
   bool int8 = false;
   CalibrationConfig calibration;
-  std::vector<std::string> keep_float_layers;
+  std::vector<std::string> keep_float_layers, int8_layers;
   // INT8 sensitivity guard: after quantizing, layers whose INT8 output error
   // against FP32 on the calibration batches is worst return to float, one at
   // a time, until the network outputs' relative error is at most
@@ -199,6 +206,14 @@ class ExecutionContext {
   // stream. CPU engines throw kUsage.
   virtual void* device_address(const std::string& name) { (void)name; return nullptr; }
   virtual void enqueue(void* stream);
+  // Profile engines (like TensorRT's setInputShape): picks the batch b in
+  // [min, max] that device_address() and enqueue() serve; until called, the
+  // max. Returns B, the batch of the specialization that runs it (the
+  // smallest >= b): the buffers then have B rows along each tensor's batch
+  // axis, rows [0, b) are the caller's and rows [b, B) run too but touch no
+  // other row, so their outputs are to be ignored. kBadInput outside
+  // [min, max]; kUsage on an engine without a batch profile.
+  virtual int64_t set_batch(int64_t b);
   // Replays the whole inference as one CUDA graph (default on; GPU only).
   virtual void set_cuda_graph(bool on) { (void)on; }
 
@@ -219,7 +234,8 @@ class Engine {
   virtual std::unique_ptr<ExecutionContext> create_context() const = 0;
   // Profile plans: the batches run() accepts; inputs() / outputs() then give
   // the max-batch shapes with batch_axis set, and a context's device_address /
-  // enqueue serve the max-batch specialization. {0,0,0} for single-batch plans.
+  // enqueue serve the batch of its set_batch (max until then). {0,0,0} for
+  // single-batch plans.
   virtual BatchProfile profile() const { return {}; }
 };
 

@@ -1,7 +1,9 @@
 // INT8 builds; see build_int8.h.
 #include "builder/build_int8.h"
 
+#include <algorithm>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -60,6 +62,13 @@ void apply_int8(ir::Graph& g, const Network& network, const BuilderConfig& c) {
     for (auto& n : g.nodes()) found = found || n->name == name;
     if (!found) log_message(Severity::kWarning, "--keep-fp16 '" + name + "' names no layer of the built graph");
   }
+  for (const std::string& name : c.int8_layers) {
+    if (o.keep_float.count(name))
+      throw_usage("layer '" + name + "' is both kept float (--keep-fp16) and forced to INT8 (--int8-layer): pick one");
+    bool found = name == "*";
+    for (auto& n : g.nodes()) found = found || n->name == name;
+    if (!found) log_message(Severity::kWarning, "--int8-layer '" + name + "' names no layer of the built graph");
+  }
   if (c.int8_guard) {
     // The guard re-reads a few calibration batches: enough to rank layers,
     // few enough that one CPU pass per returned layer stays affordable.
@@ -84,22 +93,31 @@ void apply_int8(ir::Graph& g, const Network& network, const BuilderConfig& c) {
     // INT8 reader saves it a dequantize, an INT8 producer a quantize), so
     // the survivors are timed again in their new company until none loses.
     const cuda_build::Options co = cuda_options(c);
+    const std::set<std::string> forced(c.int8_layers.begin(), c.int8_layers.end());
     size_t returned = 0;
     for (int round = 0; round < 4; ++round) {
       auto trial = clone_graph(g);
       if (quant::assign_int8(*trial, scales, o).quantized == 0) break;
-      const auto slower = cuda_build::int8_slower_layers(*trial, g, co, &timed);
-      if (slower.empty()) break;
-      for (const std::string& l : slower) {
+      size_t now = 0;
+      for (const std::string& l : cuda_build::int8_slower_layers(*trial, g, co, &timed)) {
+        if (forced.count("*") || forced.count(l)) continue;  // the user's choice stands
         o.keep_float.insert(l);
         o.keep_reason[l] = "faster in float on this GPU";
+        ++now;
       }
-      returned += slower.size();
+      if (!now) break;
+      returned += now;
     }
     log_message(Severity::kInfo, "int8: " + std::to_string(returned) + " conv layer(s) faster in float stay float");
   }
 #endif
-  for (const auto& [layer, text] : timed) g.metadata["int8_timing/" + layer] = text;
+  for (auto& [layer, text] : timed) {
+    const bool forced_int8 = std::count(c.int8_layers.begin(), c.int8_layers.end(), "*") ||
+                             std::count(c.int8_layers.begin(), c.int8_layers.end(), layer);
+    if (forced_int8 && text.size() > 7 && text.compare(text.size() - 7, 7, ": float") == 0)
+      text += "; INT8 by request";
+    g.metadata["int8_timing/" + layer] = text;
+  }
   const quant::Int8Assignment r = quant::assign_int8(g, scales, o);
   g.metadata["int8"] = std::to_string(r.quantized) + " conv layers INT8, " + std::to_string(r.int8_pools) +
                        " pools INT8, " + std::to_string(r.reformats) + " quantize layers; scales from " + source;

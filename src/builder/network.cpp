@@ -27,6 +27,7 @@ onnx_import::ImportOptions import_options(const ParseOptions& opts) {
   if (opts.batch < 0) throw_usage("batch size must be positive, got " + std::to_string(opts.batch));
   onnx_import::ImportOptions io;
   io.batch = opts.batch;
+  io.input_shapes = opts.input_shapes;
   return io;
 }
 }  // namespace

@@ -20,10 +20,10 @@
 #include "engine/cpu_engine.h"
 #include "engine/logging.h"
 #include "engine/plan.h"
+#include "engine/plan_target.h"
 #include "engine/profile_plan.h"
 #include "ir/op_registry.h"
 #ifdef KILN_WITH_CUDA
-#include "backends/cuda/common.h"
 #include "backends/cuda/kernel.h"
 #include "engine/cuda/cuda_engine.h"
 #endif
@@ -51,34 +51,13 @@ int inputs_batch(const ir::Graph& g, const std::map<std::string, HostTensor>& in
 }
 
 // Whether this process can run a plan for `device`; as Runtime::deserialize.
-void check_device(const std::string& device, const std::string& origin) {
-  if (device == "cpu") return;
-  if (device.rfind("cuda:", 0) != 0)
-    throw_bad_input("plan " + origin + " targets device '" + device + "', which this kiln does not know");
-#ifdef KILN_WITH_CUDA
-  std::string here;
-  try {
-    here = cuda::device_string();
-  } catch (const Error& e) {
-    throw_bad_input("plan " + origin + " targets GPU '" + device + "' but " + e.what());
-  }
-  if (device != here)
-    throw_bad_input("plan " + origin + " targets GPU '" + device + "' but was loaded on '" + here +
-                    "': re-tune it for this GPU with `kiln build --from-plan " + origin + " -o NEW.plan`");
-#else
-  throw_bad_input("plan " + origin + " targets GPU '" + device +
-                  "' but this kiln was built without the CUDA backend: compare a `kiln build --device cpu` plan, or "
-                  "rebuild kiln with CUDA");
-#endif
-}
-
 // The plan's graph: a single plan's, or the specialization of a profile
 // plan at the inputs' batch.
 std::unique_ptr<ir::Graph> plan_graph(const std::vector<uint8_t>& bytes, const std::string& origin,
                                       const std::map<std::string, HostTensor>& inputs, std::string* device) {
   if (plan::has_profile_magic(bytes.data(), bytes.size())) {
     plan::ProfilePlan p = plan::read_profile_plan(bytes.data(), bytes.size(), origin);
-    check_device(p.device, origin);
+    check_plan_target(p.device, p.kiln_version, origin);
     *device = p.device;
     const int b = inputs_batch(*p.specs.back().graph, inputs);
     std::string list;
@@ -90,7 +69,7 @@ std::unique_ptr<ir::Graph> plan_graph(const std::vector<uint8_t>& bytes, const s
                 std::to_string(b) + ": compare at one of those batches (--batch N)");
   }
   plan::Header h = plan::read_header(bytes.data(), bytes.size(), origin);
-  check_device(h.device, origin);
+  check_plan_target(h.device, h.kiln_version, origin);
   *device = h.device;
   return plan::decode_graph(bytes.data() + h.payload_offset, h.payload_size, origin, h.payload_offset);
 }

@@ -9,9 +9,9 @@
 // are held once; each specialization keeps its own kernels.
 //
 // Contexts: the max-batch specialization's context is made with the context
-// (device_address / enqueue serve it); the others on the first run that
-// needs them, so a server that only sees large batches never pays for the
-// small ones' activation memory.
+// (device_address / enqueue serve it until set_batch picks another); the
+// others on the first run or set_batch that needs them, so a server that
+// only sees large batches never pays for the small ones' activation memory.
 #include "engine/profile_engine.h"
 
 #include <cstring>
@@ -73,6 +73,7 @@ class ProfileContext : public ExecutionContext {
   explicit ProfileContext(std::shared_ptr<const ProfileModel> m) : m_(std::move(m)) {
     ctx_.resize(m_->engines.size());
     ctx_.back() = m_->engines.back()->create_context();
+    cur_ = ctx_.size() - 1;
   }
 
   std::map<std::string, HostTensor> run(const std::map<std::string, HostTensor>& inputs) override {
@@ -114,17 +115,29 @@ class ProfileContext : public ExecutionContext {
     return out;
   }
 
-  // The GPU interface serves the max-batch specialization: its buffers hold
-  // the shapes inputs() / outputs() report.
-  void* device_address(const std::string& name) override { return ctx_.back()->device_address(name); }
-  void enqueue(void* stream) override { ctx_.back()->enqueue(stream); }
+  // The GPU interface serves the specialization set_batch chose (the max
+  // until then).
+  void* device_address(const std::string& name) override { return ctx_[cur_]->device_address(name); }
+  void enqueue(void* stream) override { ctx_[cur_]->enqueue(stream); }
+  int64_t set_batch(int64_t b) override {
+    const BatchProfile& p = m_->profile;
+    if (b < p.min || b > p.max)
+      throw_bad_input("set_batch(" + std::to_string(b) + "): outside this engine's batch profile [" +
+                      std::to_string(p.min) + ", " + std::to_string(p.max) + "]: rebuild with other " +
+                      "--min-batch/--max-batch to run it");
+    size_t k = 0;
+    while (m_->batches[k] < b) ++k;
+    context(k);
+    cur_ = k;
+    return m_->batches[k];
+  }
   void set_cuda_graph(bool on) override {
     graph_ = on;
     graph_set_ = true;
     for (auto& c : ctx_)
       if (c) c->set_cuda_graph(on);
   }
-  std::vector<LayerTime> profile(int runs) override { return ctx_.back()->profile(runs); }
+  std::vector<LayerTime> profile(int runs) override { return ctx_[cur_]->profile(runs); }
 
  private:
   ExecutionContext& context(size_t k) {
@@ -184,6 +197,7 @@ class ProfileContext : public ExecutionContext {
 
   std::shared_ptr<const ProfileModel> m_;
   std::vector<std::unique_ptr<ExecutionContext>> ctx_;  // per specialization; null until used
+  size_t cur_ = 0;                                       // the one device_address / enqueue serve
   bool graph_ = true, graph_set_ = false;
 };
 

@@ -4,6 +4,7 @@
 #include "engine/cpu_engine.h"
 #include "engine/logging.h"
 #include "engine/plan.h"
+#include "engine/plan_target.h"
 #include "engine/profile_engine.h"
 #include "engine/profile_plan.h"
 #include "engine/summary.h"
@@ -19,14 +20,16 @@ void ExecutionContext::enqueue(void*) {
   throw_usage("enqueue runs GPU engines on a CUDA stream; this engine runs on the CPU: call run()");
 }
 
+int64_t ExecutionContext::set_batch(int64_t) {
+  throw_usage("set_batch picks the batch of a batch-profile engine; this engine has a fixed batch: rebuild with "
+              "--min-batch/--max-batch (or Builder::build_profile) to run other batches");
+}
+
 std::vector<ExecutionContext::LayerTime> ExecutionContext::profile(int) {
   throw_usage("per-layer profiles are taken on GPU engines; this engine runs on the CPU");
 }
 
-namespace {
-
-// Whether `device` is a GPU target; throws when this process cannot run it.
-bool check_target(const std::string& device, const std::string& kiln_version, const std::string& origin) {
+bool check_plan_target(const std::string& device, const std::string& kiln_version, const std::string& origin) {
   const bool cuda_plan = device.rfind("cuda:", 0) == 0;
   if (device != "cpu" && !cuda_plan)
     throw_bad_input("plan " + origin + " targets device '" + device + "', which this kiln does not know");
@@ -52,10 +55,12 @@ bool check_target(const std::string& device, const std::string& kiln_version, co
 #endif
 }
 
+namespace {
+
 std::unique_ptr<Engine> load_profile_plan(const std::vector<uint8_t>& bytes, const std::string& origin) {
   plan::ProfilePlan p = plan::read_profile_plan(bytes.data(), bytes.size(), origin);
   const std::string device = p.device;
-  if (check_target(device, p.kiln_version, origin)) {
+  if (check_plan_target(device, p.kiln_version, origin)) {
 #ifdef KILN_WITH_CUDA
     // Constants the graphs share are uploaded once (keyed by their host
     // data), and kernels' own copies of equal bytes once (SharedUploads).
@@ -79,7 +84,7 @@ std::unique_ptr<Engine> load_profile_plan(const std::vector<uint8_t>& bytes, con
 std::unique_ptr<Engine> Runtime::deserialize(const std::vector<uint8_t>& bytes, const std::string& origin) const {
   if (plan::has_profile_magic(bytes.data(), bytes.size())) return load_profile_plan(bytes, origin);
   plan::Header h = plan::read_header(bytes.data(), bytes.size(), origin);
-  const bool cuda_plan = check_target(h.device, h.kiln_version, origin);
+  const bool cuda_plan = check_plan_target(h.device, h.kiln_version, origin);
   auto graph = plan::decode_graph(bytes.data() + h.payload_offset, h.payload_size, origin, h.payload_offset);
 #ifdef KILN_WITH_CUDA
   if (cuda_plan) return make_cuda_engine(std::move(graph), origin, h.device);

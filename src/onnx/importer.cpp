@@ -22,6 +22,7 @@
 #include "ir/op_registry.h"
 #include "kiln/error.h"
 #include "onnx/import_context.h"
+#include "onnx/input_shapes.h"
 #include "onnx/tensor_proto.h"
 #include "plugins/bridge.h"
 
@@ -96,27 +97,8 @@ void add_graph_input(Ctx& c, const onnx::ValueInfoProto& vi) {
   if (!dtype_from_onnx(tt.elem_type(), &dt))
     throw_unsupported("graph input '" + name + "' has element type " + onnx_type_name(tt.elem_type()) +
                       ", which kiln does not support (supported: float32, float16, int8, uint8, int32, int64, bool)");
-  if (!tt.has_shape())
-    throw_unsupported("graph input '" + name + "' has no shape; kiln needs static input shapes (only the leading "
-                      "batch dimension may be symbolic)");
-  ir::Dims dims;
   int batch_axis = -1;
-  for (int k = 0; k < tt.shape().dim_size(); ++k) {
-    const auto& d = tt.shape().dim(k);
-    if (d.has_dim_value() && d.dim_value() >= 0) {
-      dims.push_back(d.dim_value());
-      continue;
-    }
-    if (k == 0) {
-      dims.push_back(c.opts.batch > 0 ? c.opts.batch : 1);
-      batch_axis = 0;
-      continue;
-    }
-    std::string param = d.has_dim_param() ? "'" + d.dim_param() + "'" : "(unknown)";
-    throw_unsupported("graph input '" + name + "' axis " + std::to_string(k) + " has symbolic size " + param +
-                      ": kiln needs static shapes except the leading batch dimension; re-export the model "
-                      "with a fixed size for this axis");
-  }
+  ir::Dims dims = resolve_input_dims(name, tt, c.opts, &batch_axis);
   if (c.g.value(name)) throw_bad_input("graph input '" + name + "' is declared twice");
   try {
     ir::numel_of(dims);  // overflow is refused here, naming the input, before anything is sized by it
@@ -416,6 +398,7 @@ std::unique_ptr<ir::Graph> import_model(onnx::ModelProto& m, const std::string& 
   // An input that is also an initializer is a constant with a default value.
   for (const auto& vi : gp.input())
     if (!graph->value(vi.name())) add_graph_input(c, vi);
+  check_input_shape_names(c.opts, graph->inputs);
 
   for (int idx : topo_order(gp)) {
     c.node_index = idx;

@@ -13,8 +13,11 @@
 // rewrites them into explicit `pads` / `kernel_shape`.
 #pragma once
 
+#include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "ir/graph.h"
 
@@ -22,6 +25,9 @@ namespace kiln::onnx_import {
 
 struct ImportOptions {
   int batch = 0;  // value for a symbolic leading input dimension; 0 = 1
+  // Values for symbolic input dimensions, a full shape per input (see
+  // kiln::ParseOptions::input_shapes; resolved in input_shapes.cpp).
+  std::map<std::string, std::vector<int64_t>> input_shapes;
 };
 
 // Throws kBadInput (unreadable/corrupt file, bad graph) or kUnsupported

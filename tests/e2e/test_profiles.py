@@ -153,7 +153,7 @@ def test_inspect_and_bench_show_the_profile(model, tmp_path):
     info = json.loads(kiln("inspect", plan, "--json").stdout)
     assert info["batch_profile"] == {"min": 1, "opt": 4, "max": 8, "batches": [1, 2, 4, 8]}
     bench = json.loads(kiln("bench", plan, "--batch", 5, "--iterations", 3, "--warmup", 1, "--json").stdout)
-    assert bench["batch"] == 5 and bench["batch_profile"] == {"min": 1, "opt": 4, "max": 8}
+    assert bench["batch"] == 5 and bench["batch_profile"] == {"min": 1, "opt": 4, "max": 8, "specialization": 8}
     # Single-batch plans show no profile.
     single = tmp_path / "single.plan"
     kiln("build", model, "-o", single)
@@ -203,11 +203,12 @@ def test_gpu_seed_ssd_profile_fp16(tmp_path):
 @needs_gpu
 def test_gpu_profile_bench_and_retune(model, tmp_path):
     plan = build_profile(model, tmp_path / "dyn.plan", "--device", "cuda")
-    # The max batch is timed on the device (enqueue serves it), others through run().
+    # Every batch is timed on the device (set_batch), transfers of its own rows apart.
     top = json.loads(kiln("bench", plan, "--batch", 8, "--iterations", 5, "--warmup", 1, "--json").stdout)
-    assert top["batch"] == 8 and "h2d_ms" in top and "timed" not in top
-    mid = json.loads(kiln("bench", plan, "--batch", 3, "--iterations", 5, "--warmup", 1, "--json").stdout)
-    assert mid["batch"] == 3 and mid["timed"] == "run"
+    assert top["batch"] == 8 and "h2d_ms" in top and top["batch_profile"]["specialization"] == 8
+    mid = json.loads(kiln("bench", plan, "--batch", 3, "--iterations", 5, "--warmup", 1, "--json", "--profile").stdout)
+    assert mid["batch"] == 3 and "h2d_ms" in mid and mid["batch_profile"]["specialization"] == 4
+    assert mid["layers"] and mid["throughput_per_s"] > 0
     retuned = tmp_path / "retuned.plan"
     r = kiln("build", "--from-plan", plan, "-o", retuned, "--device", "cuda")
     assert "batch profile: min 1, opt 4, max 8" in r.stdout

@@ -69,8 +69,11 @@ def test_embedded_json_matches_inspect(built):
     ops = [l["op_type"] for l in s["layers_before"]]
     assert "BatchNormalization" in ops and "Relu" in ops
     assert len(s["layers_before"]) == data["layers_before_count"]
-    # The bench result is carried as measured, not recomputed.
-    assert data["benches"][0]["result"] == json.loads(bench.read_text())
+    # The bench result is carried as measured, not recomputed; it says when and how it was taken.
+    result = json.loads(bench.read_text())
+    assert data["benches"][0]["result"] == result
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", result["date"])
+    assert result["command"] == f"kiln bench {plan} --warmup 1 --iterations 5 --json"
 
 
 def test_build_report_is_the_same_page(tmp_path):

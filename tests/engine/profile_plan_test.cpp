@@ -165,6 +165,28 @@ TEST(ProfilePlan, RunRefusesBatchesOutsideTheProfile) {
   EXPECT_EQ(test::code_of([&] { ctx->run({{"x", short_data}}); }), ErrorCode::kBadInput);
 }
 
+TEST(ProfilePlan, SetBatchPicksTheSpecialization) {
+  const Built& b = built();
+  auto ctx = Runtime().deserialize(b.plan, "p.plan")->create_context();
+  // Specializations 1, 2, 4, 8: the smallest that holds the batch.
+  for (auto [n, spec] : {std::pair{1, 1}, {2, 2}, {3, 4}, {5, 8}, {8, 8}}) EXPECT_EQ(ctx->set_batch(n), spec) << n;
+  for (int n : {0, 9}) {
+    const auto f = [&] { ctx->set_batch(n); };
+    EXPECT_EQ(test::code_of(f), ErrorCode::kBadInput);
+    EXPECT_NE(msg_of(f).find("outside this engine's batch profile [1, 8]"), std::string::npos) << msg_of(f);
+  }
+  // CPU engines have no device buffers to serve.
+  EXPECT_EQ(ctx->device_address("x"), nullptr);
+  EXPECT_EQ(test::code_of([&] { ctx->enqueue(nullptr); }), ErrorCode::kUsage);
+  // A single-batch engine has no batch to pick.
+  ParseOptions o;
+  o.batch = 2;
+  auto single = Runtime().deserialize(Builder().build(*parse_onnx(b.model, o)), "single.plan")->create_context();
+  const auto f = [&] { single->set_batch(2); };
+  EXPECT_EQ(test::code_of(f), ErrorCode::kUsage);
+  EXPECT_NE(msg_of(f).find("--min-batch/--max-batch"), std::string::npos) << msg_of(f);
+}
+
 TEST(ProfilePlan, InputsMustShareOneBatch) {
   ConvGemmWeights wt = conv_gemm_weights(4);
   const std::string model = temp_path("two_inputs.onnx");

@@ -177,6 +177,45 @@ TEST(OnnxImporter, SymbolicLeadingDimBecomesTheBatch) {
   EXPECT_NE(msg.find("'seq'"), std::string::npos) << msg;
 }
 
+TEST(OnnxImporter, InputShapesFillSymbolicDims) {
+  register_test_ops();
+  ModelBuilder mb;
+  mb.input("img", onnx::TensorProto::FLOAT, {-1, 3, -1, -1}, {"N", "", "H", "W"});
+  mb.input("aux", onnx::TensorProto::FLOAT, {2, 4});
+  mb.node("Pass", {"img"}, {"y"}, "p", kTestDomain);
+  mb.node("Pass", {"aux"}, {"z"}, "q", kTestDomain);
+  mb.output("y");
+  mb.output("z");
+  const auto import = [&](std::map<std::string, std::vector<int64_t>> shapes, int batch = 0) {
+    oi::ImportOptions o;
+    o.batch = batch;
+    o.input_shapes = std::move(shapes);
+    return oi::import_bytes(mb.m.SerializeAsString(), ".", o);
+  };
+  auto g = import({{"img", {2, 3, 48, 64}}});
+  EXPECT_EQ(g->inputs[0]->dims, (ir::Dims{2, 3, 48, 64}));
+  EXPECT_EQ(g->inputs[0]->batch_axis, 0);  // axis 0 still scales with the batch
+  EXPECT_EQ(g->inputs[1]->dims, (ir::Dims{2, 4}));
+  // The batch option wins on axis 0; a static input may be given as it is.
+  g = import({{"img", {2, 3, 48, 64}}, {"aux", {2, 4}}}, 5);
+  EXPECT_EQ(g->inputs[0]->dims, (ir::Dims{5, 3, 48, 64}));
+
+  // Without a shape the symbolic H is refused, and the message says how to give it.
+  Error e = catch_error([&] { import({}); });
+  EXPECT_EQ(e.code(), ErrorCode::kUnsupported);
+  EXPECT_NE(std::string(e.what()).find("--input-shape img="), std::string::npos) << e.what();
+  struct Bad { std::map<std::string, std::vector<int64_t>> shapes; const char* needle; };
+  for (const Bad& b : {Bad{{{"img", {1, 3, 48}}}, "has rank 3, but the model's input 'img' has rank 4"},
+                       Bad{{{"img", {1, 4, 48, 64}}}, "gives axis 1 size 4, but the model fixes it at 3"},
+                       Bad{{{"img", {1, 3, 0, 64}}}, "every size must be at least 1"},
+                       Bad{{{"img", {1, 3, 8, 8}}, {"images", {1, 3, 8, 8}}},
+                           "'images', which is not a graph input; the inputs are 'img', 'aux'"}}) {
+    Error err = catch_error([&] { import(b.shapes); });
+    EXPECT_EQ(err.code(), ErrorCode::kBadInput) << b.needle;
+    EXPECT_NE(std::string(err.what()).find(b.needle), std::string::npos) << err.what();
+  }
+}
+
 TEST(OnnxImporter, ConstantNodesBecomeConstants) {
   register_test_ops();
   ModelBuilder mb;

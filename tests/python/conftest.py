@@ -9,8 +9,9 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 SEED_MODEL = REPO / "tests" / "models" / "seed_cbr_ssd.onnx"
 
 
-def make_tiny_model(path, rng):
-    """x[2,8] -> Gemm(W,b) -> Relu -> Softmax = probs (fp32), ArgMax(probs) = label (int64)."""
+def make_tiny_model(path, rng, batch=2):
+    """x[batch,8] -> Gemm(W,b) -> Relu -> Softmax = probs (fp32), ArgMax(probs) = label (int64);
+    batch "N" makes the batch dimension symbolic."""
     onnx = pytest.importorskip("onnx")
     from onnx import TensorProto, helper, numpy_helper
 
@@ -25,10 +26,10 @@ def make_tiny_model(path, rng):
     graph = helper.make_graph(
         nodes,
         "tiny",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 8])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 8])],
         [
-            helper.make_tensor_value_info("probs", TensorProto.FLOAT, [2, 4]),
-            helper.make_tensor_value_info("label", TensorProto.INT64, [2]),
+            helper.make_tensor_value_info("probs", TensorProto.FLOAT, [batch, 4]),
+            helper.make_tensor_value_info("label", TensorProto.INT64, [batch]),
         ],
         initializer=[numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")],
     )
@@ -54,3 +55,9 @@ def rng():
 @pytest.fixture
 def tiny_model(tmp_path, rng):
     return make_tiny_model(tmp_path / "tiny.onnx", rng)
+
+
+@pytest.fixture
+def dynamic_model(tmp_path, rng):
+    """The tiny model with a symbolic batch dimension N."""
+    return make_tiny_model(tmp_path / "dynamic.onnx", rng, batch="N")

@@ -266,3 +266,28 @@ def test_bool_and_fp16_tensors(tmp_path, rng):
     for name in ("gt", "half", "flags_i32"):
         assert got[name].dtype == want[name].dtype, name
         np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+
+
+def test_batch_profile_runs_every_batch(dynamic_model, rng):
+    plan = kiln.Builder().build_profile(dynamic_model, 1, 4, 8)
+    engine = kiln.Runtime().deserialize(plan)
+    assert engine.profile == (1, 4, 8)
+    assert engine.inputs[0].batch_axis == 0 and engine.inputs[0].shape == (8, 8)
+    ctx = engine.create_context()
+    for n in (1, 3, 8):
+        x = rng.standard_normal((n, 8)).astype(np.float32)
+        got = ctx.run({"x": x})
+        want = ort_run(dynamic_model, {"x": x})
+        assert got["probs"].shape == (n, 4)
+        np.testing.assert_allclose(got["probs"], want["probs"], rtol=1e-4, atol=1e-6)
+        np.testing.assert_array_equal(got["label"], want["label"])
+    assert ctx.set_batch(3) == 4  # specializations 1, 2, 4, 8
+    with pytest.raises(ValueError, match=r"outside this engine's batch profile \[1, 8\]"):
+        ctx.set_batch(9)
+    with pytest.raises(ValueError, match="input 'x' has batch 9"):
+        ctx.run({"x": np.zeros((9, 8), np.float32)})
+    # Single-batch engines have no profile and no batch to pick.
+    single = kiln.Runtime().deserialize(kiln.Builder().build(kiln.parse_onnx(dynamic_model, batch=2)))
+    assert single.profile == ()
+    with pytest.raises(RuntimeError, match="fixed batch"):
+        single.create_context().set_batch(2)

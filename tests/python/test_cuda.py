@@ -68,14 +68,15 @@ def test_cuda_device_tensor_dlpack(cuda_plan, tiny_model, rng):
     ctx.run({"x": x})  # leaves the outputs in the device buffers
     view = ctx.device_tensor("probs")
     assert view.__dlpack_device__()[0] == 2  # kDLCUDA
-    assert tuple(view.shape) == (2, 4)
     want = ort_run(tiny_model, {"x": x})["probs"]
     try:
         import torch
     except ImportError:
         torch = None
     if torch is not None and torch.cuda.is_available():
-        got = torch.from_dlpack(view).cpu().numpy()
+        t = torch.from_dlpack(view)
+        assert tuple(t.shape) == (2, 4) and t.is_cuda
+        got = t.cpu().numpy()
         np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-5)
         return
     cudart = load_cudart()
@@ -84,3 +85,28 @@ def test_cuda_device_tensor_dlpack(cuda_plan, tiny_model, rng):
     memcpy.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
     assert memcpy(probs.ctypes.data, ctx.device_address("probs"), probs.nbytes, 2) == 0
     np.testing.assert_allclose(probs, want, rtol=1e-3, atol=1e-5)
+
+
+def test_cuda_profile_set_batch_and_dlpack(dynamic_model, rng):
+    try:
+        plan = kiln.Builder(device="cuda").build_profile(dynamic_model, 1, 4, 8)
+    except kiln.UnsupportedError as e:
+        if "built without the CUDA backend" in str(e) or "no CUDA device" in str(e):
+            pytest.skip(f"no CUDA engine here: {e}")
+        raise
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("torch has no CUDA device for the DLPack views")
+    ctx = kiln.Runtime().deserialize(plan).create_context()
+    for n, rows in ((3, 4), (8, 8), (2, 2)):
+        assert ctx.set_batch(n) == rows
+        x_dev = torch.from_dlpack(ctx.device_tensor("x"))
+        assert tuple(x_dev.shape) == (rows, 8)
+        x = rng.standard_normal((n, 8)).astype(np.float32)
+        x_dev[:n].copy_(torch.from_numpy(x))
+        torch.cuda.synchronize()
+        ctx.enqueue()
+        torch.cuda.synchronize()
+        probs = torch.from_dlpack(ctx.device_tensor("probs"))[:n].cpu().numpy()
+        want = ort_run(dynamic_model, {"x": x})["probs"]
+        np.testing.assert_allclose(probs, want, rtol=1e-3, atol=1e-5)

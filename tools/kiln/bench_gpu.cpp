@@ -43,23 +43,26 @@ double median(std::vector<double> v) {
   return v.empty() ? 0 : v[v.size() / 2];
 }
 
+// Bytes of `t` with `batch` rows along its batch axis (batch 0: as is).
+size_t tensor_bytes(const TensorInfo& t, int64_t batch) {
+  size_t n = dtype_size(t.dtype);
+  for (size_t a = 0; a < t.shape.size(); ++a)
+    n *= size_t(batch > 0 && int(a) == t.batch_axis ? batch : t.shape[a]);
+  return n;
+}
+
 // Median time of copying every input in (or every output out) through pinned memory.
-double copy_ms(ExecutionContext& ctx, const std::vector<TensorInfo>& tensors, bool to_device, cudaStream_t s,
-               Events& ev) {
+double copy_ms(ExecutionContext& ctx, const std::vector<TensorInfo>& tensors, int64_t batch, bool to_device,
+               cudaStream_t s, Events& ev) {
   size_t total = 0;
-  for (auto& t : tensors) {
-    size_t n = dtype_size(t.dtype);
-    for (int64_t d : t.shape) n *= size_t(d);
-    total = std::max(total, n);
-  }
+  for (auto& t : tensors) total = std::max(total, tensor_bytes(t, batch));
   void* host = nullptr;
   ck(cudaMallocHost(&host, std::max<size_t>(total, 64)), "cudaMallocHost");
   std::vector<double> ms;
   for (int i = 0; i < 20; ++i)
     ms.push_back(ev.time(s, [&] {
       for (auto& t : tensors) {
-        size_t n = dtype_size(t.dtype);
-        for (int64_t d : t.shape) n *= size_t(d);
+        const size_t n = tensor_bytes(t, batch);
         void* dev = ctx.device_address(t.name);
         if (!dev || !n) continue;
         ck(to_device ? cudaMemcpyAsync(dev, host, n, cudaMemcpyHostToDevice, s)
@@ -76,7 +79,13 @@ double copy_ms(ExecutionContext& ctx, const std::vector<TensorInfo>& tensors, bo
 GpuTimes bench_gpu(const Engine& engine, ExecutionContext& ctx, const std::map<std::string, HostTensor>& inputs,
                    int warmup, int iterations, bool cuda_graph) {
   ctx.set_cuda_graph(cuda_graph);
-  ctx.run(inputs);  // puts the inputs in the context's device buffers
+  int64_t batch = 0;
+  if (engine.profile().max > 0) {
+    for (const TensorInfo& t : engine.inputs())
+      if (t.batch_axis >= 0) batch = inputs.at(t.name).shape[size_t(t.batch_axis)];
+    ctx.set_batch(batch);
+  }
+  ctx.run(inputs);  // puts the inputs in the device buffers enqueue then reads
   cudaStream_t s = nullptr;
   ck(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "cudaStreamCreate");
   Events ev;
@@ -88,8 +97,8 @@ GpuTimes bench_gpu(const Engine& engine, ExecutionContext& ctx, const std::map<s
   r.throughput_ms = ev.time(s, [&] {
                       for (int i = 0; i < iterations; ++i) ctx.enqueue(s);
                     }) / iterations;
-  r.h2d_ms = copy_ms(ctx, engine.inputs(), true, s, ev);
-  r.d2h_ms = copy_ms(ctx, engine.outputs(), false, s, ev);
+  r.h2d_ms = copy_ms(ctx, engine.inputs(), batch, true, s, ev);
+  r.d2h_ms = copy_ms(ctx, engine.outputs(), batch, false, s, ev);
   cudaStreamDestroy(s);
   return r;
 }

@@ -51,11 +51,19 @@ std::map<std::string, HostTensor> gather_inputs(const Engine& engine, const std:
 void add_plugins_option(CLI::App* app, std::vector<std::string>& libraries);
 void load_plugins(const std::vector<std::string>& libraries);
 
+// `--input-shape NAME=1x3x640x640` (repeatable): shapes for model inputs with
+// symbolic dimensions (ParseOptions::input_shapes), and their parsing (kUsage
+// on a malformed spec or a name given twice).
+void add_input_shape_option(CLI::App* app, std::vector<std::string>& specs);
+std::map<std::string, std::vector<int64_t>> parse_input_shapes(const std::vector<std::string>& specs);
+
 // "[N=1,3,224,224]": the batch axis marked as `kiln inspect` shows it.
 std::string dims_text(const TensorInfo& t);
 std::string format_bytes(int64_t bytes);  // "12.3 MiB"
 
 // Milliseconds since `start` (a steady_clock reading).
 double ms_since(std::chrono::steady_clock::time_point start);
+// "2026-11-25T05:57:02Z": now, in UTC.
+std::string utc_now();
 
 }  // namespace kiln::cli

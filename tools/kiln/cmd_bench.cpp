@@ -4,9 +4,7 @@
 // and out). GPU plans: times inferences on device-resident inputs with CUDA
 // events, reports transfers apart, and with --profile each layer's time.
 // Batch-profile plans run --batch N (default: the opt batch, as trtexec uses
-// the opt shapes). On the GPU, enqueue serves the max-batch specialization,
-// so other batches are timed through run() (host tensors in and out, padding
-// included), as on the CPU.
+// the opt shapes), on the GPU through ExecutionContext::set_batch.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -34,6 +32,16 @@ double percentile(const std::vector<double>& sorted, double p) {
   return sorted[std::min(k, sorted.size() - 1)];
 }
 
+// What `kiln report` prints under its latency chart.
+std::string command_line(const BenchArgs& a) {
+  std::string cmd = "kiln bench " + a.plan;
+  for (auto& i : a.inputs) cmd += " --input " + i;
+  if (a.batch_opt->count()) cmd += " --batch " + std::to_string(a.batch);
+  cmd += " --warmup " + std::to_string(a.warmup) + " --iterations " + std::to_string(a.iterations);
+  if (a.no_graph) cmd += " --no-cuda-graph";
+  return cmd + " --json";
+}
+
 int run_bench(const BenchArgs& a) {
   load_plugins(a.plugins);
   if (a.iterations < 1 || a.warmup < 0) throw_usage("--iterations must be >= 1 and --warmup >= 0");
@@ -44,15 +52,10 @@ int run_bench(const BenchArgs& a) {
   auto ctx = engine->create_context();
   const bool gpu = engine->device().rfind("cuda:", 0) == 0;
   if (!gpu && (a.profile || a.no_graph)) throw_usage("--profile and --no-cuda-graph apply to GPU plans");
-  // enqueue() runs the max-batch specialization only (kiln.h).
   const BatchProfile prof = engine->profile();
-  const bool device_timed = gpu && (prof.max == 0 || run_batch == prof.max);
-  if (gpu && !device_timed && a.profile)
-    throw_usage("--profile times the layers of the max-batch specialization: use --batch " + std::to_string(prof.max));
-  if (gpu && !device_timed) ctx->set_cuda_graph(!a.no_graph);
   std::vector<double> ms;
   GpuTimes gt;
-  if (device_timed) {
+  if (gpu) {
     gt = bench_gpu(*engine, *ctx, inputs, a.warmup, a.iterations, !a.no_graph);
     ms = gt.latency_ms;
   } else {
@@ -75,11 +78,17 @@ int run_bench(const BenchArgs& a) {
                       {"iterations", a.iterations}, {"min_ms", sorted.front()},
                       {"median_ms", median},     {"mean_ms", mean},
                       {"p90_ms", percentile(sorted, 90)}, {"p99_ms", percentile(sorted, 99)},
-                      {"max_ms", sorted.back()}, {"throughput_per_s", double(batch) * 1000.0 / median}};
+                      {"max_ms", sorted.back()}, {"throughput_per_s", double(batch) * 1000.0 / median},
+                      {"date", utc_now()},       {"kiln_version", version()},
+                      {"command", command_line(a)}};
   std::vector<ExecutionContext::LayerTime> layers;
-  if (prof.max > 0) j["batch_profile"] = {{"min", prof.min}, {"opt", prof.opt}, {"max", prof.max}};
-  if (gpu && !device_timed) j["timed"] = "run";  // host tensors in and out, padding to the specialization included
-  if (device_timed) {
+  int spec = 0;  // the specialization that ran `batch`
+  if (prof.max > 0) {
+    for (int b : profile_batches(prof))
+      if (b >= batch && !spec) spec = b;
+    j["batch_profile"] = {{"min", prof.min}, {"opt", prof.opt}, {"max", prof.max}, {"specialization", spec}};
+  }
+  if (gpu) {
     j["cuda_graph"] = !a.no_graph;
     j["throughput_per_s"] = double(batch) * 1000.0 / gt.throughput_ms;
     j["h2d_ms"] = gt.h2d_ms;
@@ -100,10 +109,10 @@ int run_bench(const BenchArgs& a) {
   std::printf("latency ms: min %.3f  median %.3f  mean %.3f  p90 %.3f  p99 %.3f  max %.3f\n", sorted.front(), median,
               mean, double(j["p90_ms"]), double(j["p99_ms"]), sorted.back());
   std::printf("throughput: %.1f inferences/s\n", double(j["throughput_per_s"]));
-  if (gpu && !device_timed)
-    std::printf("timed through run(): host tensors in and out; only the max batch (%d) is timed on the device\n",
-                prof.max);
-  if (device_timed) {
+  if (spec && spec != batch)
+    std::printf("batch profile [%d, %d]: batch %lld runs on the batch-%d specialization\n", prof.min, prof.max,
+                static_cast<long long>(batch), spec);
+  if (gpu) {
     std::printf("device-resident inputs, CUDA graph %s; transfers apart: host-to-device %.3f ms, device-to-host %.3f ms\n",
                 a.no_graph ? "off" : "on", gt.h2d_ms, gt.d2h_ms);
     if (!layers.empty()) {

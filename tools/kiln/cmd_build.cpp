@@ -1,7 +1,7 @@
 // kiln build MODEL.onnx -o ENGINE.plan [--device cpu|cuda] [--fp16] [--fp16-layer NAME|'*' ...] [--fp32-layer NAME ...]
 //       [--timing-cache FILE] [--batch N | --min-batch N --opt-batch N --max-batch N] [--no-opt]
 //       [--report BUILD.html] [--plugins LIB.so ...]
-//       [--int8 [--calib DIR] [--calib-method M] [--calib-cache FILE] [--keep-fp16 NAME ...] [--int8-guard]]
+//       [--int8 [--calib DIR] [--calib-method M] [--calib-cache FILE] [--keep-fp16 NAME ...] [--int8-layer NAME ...] [--int8-guard]]
 // kiln build --from-plan OTHER.plan -o NEW.plan --device cuda   (re-tune for this GPU)
 //
 // --min-batch/--opt-batch/--max-batch build one plan for every batch in
@@ -18,7 +18,7 @@ namespace kiln::cli {
 
 namespace {
 struct BuildArgs {
-  std::vector<std::string> plugins, fp32_layers, fp16_layers, keep_float;
+  std::vector<std::string> plugins, fp32_layers, fp16_layers, keep_float, int8_layers, input_shapes;
   std::string model, from_plan, output, device = "cpu", timing_cache, report;
   int batch = 0, min_batch = 0, opt_batch = 0, max_batch = 0;
   bool no_opt = false, fp16 = false, int8 = false, int8_guard = false;
@@ -34,8 +34,10 @@ int run_build(const BuildArgs& a, const std::string& command_line) {
     throw_usage("--fp16, --fp16-layer, --fp32-layer and --timing-cache apply to GPU builds: add --device cuda");
   if (!a.fp16_layers.empty() && !a.fp16) throw_usage("--fp16-layer forces layers to FP16: add --fp16");
   const bool calib_given = !a.calib.dir.empty() || !a.calib.cache.empty();
-  if (!a.int8 && (calib_given || !a.keep_float.empty() || a.int8_guard))
-    throw_usage("--calib, --calib-cache, --keep-fp16 and --int8-guard apply to INT8 builds: add --int8");
+  if (!a.int8 && (calib_given || !a.keep_float.empty() || !a.int8_layers.empty() || a.int8_guard))
+    throw_usage("--calib, --calib-cache, --keep-fp16, --int8-layer and --int8-guard apply to INT8 builds: add --int8");
+  if (!a.input_shapes.empty() && !a.from_plan.empty())
+    throw_usage("--from-plan re-tunes a plan at the shapes it was built with: drop --input-shape");
   if (a.int8 && !a.from_plan.empty())
     throw_usage("--int8 quantizes while building from a model; a plan keeps the precisions it was built with");
   const int profile_flags = (a.min_batch > 0) + (a.opt_batch > 0) + (a.max_batch > 0);
@@ -67,6 +69,7 @@ int run_build(const BuildArgs& a, const std::string& command_line) {
   } else {
     ParseOptions popts;
     popts.batch = profile ? a.opt_batch : a.batch;
+    popts.input_shapes = parse_input_shapes(a.input_shapes);
     // Profiles: the network at the opt batch, for the report and for making
     // calibration batches (the build parses each batch itself).
     NetworkPtr net = parse_onnx(a.model, popts);
@@ -75,6 +78,7 @@ int run_build(const BuildArgs& a, const std::string& command_line) {
     if (a.int8) {
       cfg.int8 = true;
       cfg.keep_float_layers = a.keep_float;
+      cfg.int8_layers = a.int8_layers;
       cfg.int8_guard = a.int8_guard;
       cfg.int8_guard_bound = a.guard_bound;
       // Without --calib/--calib-cache the model must carry its own Q/DQ scales.
@@ -85,7 +89,9 @@ int run_build(const BuildArgs& a, const std::string& command_line) {
     }
     if (profile) {
       net.reset();  // each specialization parses its own copy
-      plan = Builder(cfg).build_profile(a.model, ParseOptions{}, batch_profile);
+      ParseOptions shapes;  // the batch is each specialization's
+      shapes.input_shapes = popts.input_shapes;
+      plan = Builder(cfg).build_profile(a.model, shapes, batch_profile);
     } else {
       plan = Builder(cfg).build(*net);
     }
@@ -141,6 +147,9 @@ Command add_build_command(CLI::App& root) {
   app->add_flag("--int8", args->int8,
                 "run Conv layers in INT8 where they have scales (from --calib/--calib-cache, or the model's Q/DQ pairs)");
   add_calib_options(app, args->calib);
+  app->add_option("--int8-layer", args->int8_layers,
+                  "INT8 on the GPU: run this layer in INT8 even where float timed faster (repeatable; '*' = all)")
+      ->type_name("NAME");
   app->add_option("--keep-fp16", args->keep_float, "INT8: keep this layer in FP16/FP32 (repeatable)")
       ->type_name("NAME");
   app->add_flag("--int8-guard", args->int8_guard,
@@ -148,6 +157,7 @@ Command add_build_command(CLI::App& root) {
   app->add_option("--int8-guard-bound", args->guard_bound, "INT8 guard: relative L2 output error bound")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
+  add_input_shape_option(app, args->input_shapes);
   add_plugins_option(app, args->plugins);
   return {app, [args] {
             // The page shows what made it; quoting is only for display.
@@ -157,6 +167,7 @@ Command add_build_command(CLI::App& root) {
             for (auto& l : args->fp16_layers) cmd += " --fp16-layer " + l;
             for (auto& l : args->fp32_layers) cmd += " --fp32-layer " + l;
             if (args->batch) cmd += " --batch " + std::to_string(args->batch);
+            for (auto& s : args->input_shapes) cmd += " --input-shape " + s;
             if (args->min_batch) cmd += " --min-batch " + std::to_string(args->min_batch);
             if (args->opt_batch) cmd += " --opt-batch " + std::to_string(args->opt_batch);
             if (args->max_batch) cmd += " --max-batch " + std::to_string(args->max_batch);
@@ -165,6 +176,7 @@ Command add_build_command(CLI::App& root) {
             if (!args->calib.dir.empty()) cmd += " --calib " + args->calib.dir + " --calib-method " + args->calib.method;
             if (!args->calib.cache.empty()) cmd += " --calib-cache " + args->calib.cache;
             for (auto& l : args->keep_float) cmd += " --keep-fp16 " + l;
+            for (auto& l : args->int8_layers) cmd += " --int8-layer " + l;
             if (args->int8_guard) cmd += " --int8-guard";
             cmd += " --report " + args->report;
             return run_build(*args, cmd);

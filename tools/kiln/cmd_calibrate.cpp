@@ -16,7 +16,7 @@ namespace kiln::cli {
 
 namespace {
 struct CalibrateArgs {
-  std::vector<std::string> plugins;
+  std::vector<std::string> plugins, input_shapes;
   std::string model, output;
   int batch = 0;
   CalibArgs calib;
@@ -27,6 +27,7 @@ int run_calibrate(const CalibrateArgs& a) {
   const auto start = std::chrono::steady_clock::now();
   ParseOptions popts;
   popts.batch = a.batch;
+  popts.input_shapes = parse_input_shapes(a.input_shapes);
   NetworkPtr net = parse_onnx(a.model, popts);
   CalibSetup setup = make_calibration(a.calib, *net);
   const std::map<std::string, float> scales = calibrate(*net, setup.config);
@@ -57,6 +58,7 @@ Command add_calibrate_command(CLI::App& root) {
   app->add_option("-o,--output", args->output, "also write the model with QuantizeLinear/DequantizeLinear pairs")
       ->type_name("MODEL.qdq.onnx");
   app->add_option("--batch", args->batch, "value for a symbolic batch dimension")->check(CLI::PositiveNumber);
+  add_input_shape_option(app, args->input_shapes);
   add_plugins_option(app, args->plugins);
   return {app, [args] {
             if (args->calib.cache.empty() && args->output.empty())

@@ -100,16 +100,25 @@ int run_compare(const CompareArgs& a) {
   std::map<std::string, HostTensor> inputs =
       gather_inputs_at(plan_inputs, a.inputs, a.seed_opt->count() > 0, a.seed, batch);
 
-  // The model at the batch the inputs have (files bring their own).
+  // The model at the batch the inputs have (files bring their own). A model
+  // with other symbolic dimensions parses at the inputs' shapes.
   ParseOptions popts;
+  std::map<std::string, std::vector<int64_t>> shapes;
   for (const TensorInfo& t : plan_inputs.inputs()) {
     auto it = inputs.find(t.name);
-    if (t.batch_axis >= 0 && it != inputs.end() && int(it->second.shape.size()) > t.batch_axis) {
+    if (it == inputs.end()) continue;
+    shapes[t.name] = it->second.shape;
+    if (t.batch_axis >= 0 && !popts.batch && int(it->second.shape.size()) > t.batch_axis)
       popts.batch = int(it->second.shape[size_t(t.batch_axis)]);
-      break;
-    }
   }
-  NetworkPtr net = parse_onnx(a.model, popts);
+  NetworkPtr net;
+  try {
+    net = parse_onnx(a.model, popts);
+  } catch (const Error& e) {
+    if (e.code() != ErrorCode::kUnsupported) throw;
+    popts.input_shapes = shapes;
+    net = parse_onnx(a.model, popts);
+  }
   const LayerComparison r = compare_layers(*net, plan, inputs, a.plan);
 
   const std::string batch_text = r.batch > 0 ? ", batch " + std::to_string(r.batch) : "";

@@ -17,7 +17,7 @@ namespace {
 struct InspectArgs {
   std::string target;
   bool json = false, no_opt = false, tactics = false;
-  std::vector<std::string> plugins;
+  std::vector<std::string> plugins, input_shapes;
 };
 
 struct Inspected {
@@ -26,7 +26,7 @@ struct Inspected {
   std::unique_ptr<NetworkSummary> before;  // models only: the graph as imported
 };
 
-Inspected inspect(const std::string& path, bool no_opt) {
+Inspected inspect(const std::string& path, bool no_opt, const std::vector<std::string>& input_shapes) {
   std::vector<uint8_t> bytes = read_file(path);
   Inspected r;
   // Single plans and batch-profile plans.
@@ -38,7 +38,9 @@ Inspected inspect(const std::string& path, bool no_opt) {
     r.summary = Runtime().summarize(bytes, path, &r.device);
   } else {
     r.kind = "onnx";
-    auto net = parse_onnx(path, {});
+    ParseOptions popts;
+    popts.input_shapes = parse_input_shapes(input_shapes);
+    auto net = parse_onnx(path, popts);
     if (no_opt) {
       r.summary = summarize(*net);
     } else {
@@ -151,10 +153,11 @@ Command add_inspect_command(CLI::App& root) {
   app->add_flag("--json", args->json, "print the same information as JSON");
   app->add_flag("--no-opt", args->no_opt, "models: show the graph as imported, without graph passes");
   app->add_flag("--tactics", args->tactics, "plans: every tactic timed per layer and the winner");
+  add_input_shape_option(app, args->input_shapes);
   add_plugins_option(app, args->plugins);
   return {app, [args] {
             load_plugins(args->plugins);
-            Inspected r = inspect(args->target, args->no_opt);
+            Inspected r = inspect(args->target, args->no_opt, args->input_shapes);
             if (args->json) print_json(args->target, r);
             else print_text(args->target, r);
             if (args->tactics && !args->json) print_tactics(r.summary);

@@ -3,7 +3,6 @@
 // fusion, precision, plugins, tactics, latency) from what the plan records,
 // the same JSON `kiln inspect --json` prints, and any `kiln bench --json`
 // results given. `kiln build --report` writes it through write_report too.
-#include <ctime>
 
 #include <nlohmann/json.hpp>
 
@@ -15,19 +14,10 @@ namespace kiln::cli {
 
 namespace {
 struct ReportArgs {
-  std::vector<std::string> plugins, benches;
+  std::vector<std::string> plugins, benches, input_shapes;
   std::string plan, output, model;
   int batch = 0;
 };
-
-std::string utc_now() {
-  std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
 
 std::string base_name(const std::string& path) {
   size_t k = path.find_last_of('/');
@@ -85,8 +75,10 @@ int run_report(const ReportArgs& a) {
   if (!a.model.empty()) {
     command += " --model " + quoted(a.model);
     if (a.batch) command += " --batch " + std::to_string(a.batch);
+    for (auto& s : a.input_shapes) command += " --input-shape " + quoted(s);
     ParseOptions popts;
     popts.batch = a.batch;
+    popts.input_shapes = parse_input_shapes(a.input_shapes);
     imported = summarize(*parse_onnx(a.model, popts));
     src.imported = &imported;
   }
@@ -132,6 +124,7 @@ Command add_report_command(CLI::App& root) {
       ->type_name("FILE.json")
       ->allow_extra_args(false);
   app->add_option("--model", args->model, "the ONNX model the plan was built from: draws the graph as imported");
+  add_input_shape_option(app, args->input_shapes);
   app->add_option("--batch", args->batch, "with --model: the --batch the plan was built with")
       ->check(CLI::PositiveNumber);
   add_plugins_option(app, args->plugins);

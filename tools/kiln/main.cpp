@@ -1,6 +1,7 @@
 // kiln: build, run and inspect engines from the command line.
 // Exit status: 0 ok, 1 internal error, 2 usage, 3 bad input, 4 unsupported.
 #include <cstdio>
+#include <ctime>
 #include <new>
 #include <vector>
 
@@ -11,6 +12,44 @@ namespace kiln::cli {
 
 double ms_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+}
+
+std::string utc_now() {
+  std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+void add_input_shape_option(CLI::App* app, std::vector<std::string>& specs) {
+  app->add_option("--input-shape", specs, "shape of a model input with symbolic dimensions (repeatable)")
+      ->type_name("NAME=AxBx...");
+}
+
+std::map<std::string, std::vector<int64_t>> parse_input_shapes(const std::vector<std::string>& specs) {
+  std::map<std::string, std::vector<int64_t>> shapes;
+  for (const std::string& spec : specs) {
+    const size_t eq = spec.rfind('=');
+    const auto bad = [&](const std::string& why) {
+      throw_usage("--input-shape '" + spec + "': " + why + " (expected NAME=AxBx..., e.g. images=1x3x640x640)");
+    };
+    if (eq == std::string::npos || eq == 0 || eq + 1 == spec.size()) bad("no NAME=shape");
+    std::vector<int64_t> dims;
+    size_t at = eq + 1;
+    while (at <= spec.size()) {
+      size_t x = spec.find('x', at);
+      if (x == std::string::npos) x = spec.size();
+      const std::string d = spec.substr(at, x - at);
+      if (d.empty() || d.size() > 12 || d.find_first_not_of("0123456789") != std::string::npos)
+        bad("'" + d + "' is not a size");
+      dims.push_back(std::stoll(d));
+      at = x + 1;
+    }
+    if (!shapes.emplace(spec.substr(0, eq), dims).second) bad("input '" + spec.substr(0, eq) + "' given twice");
+  }
+  return shapes;
 }
 
 std::string dims_text(const TensorInfo& t) {

@@ -1,5 +1,5 @@
 // Batch-profile plans on the GPU: every batch against the float64 reference,
-// the enqueue path serving the max-batch specialization, and weights held
+// the enqueue path serving the batch set_batch picks, and weights held
 // once on the device however many specializations the plan has.
 #include <gtest/gtest.h>
 
@@ -28,7 +28,7 @@ double rel_err(const HostTensor& y, const std::vector<double>& ref) {
   return err / scale;
 }
 
-TEST(CudaProfileEngine, RunsEveryBatchAndEnqueuesTheMax) {
+TEST(CudaProfileEngine, RunsEveryBatchAndEnqueuesTheSetBatch) {
   KILN_REQUIRE_GPU();
   const profile_test::ConvGemmWeights wt = conv_gemm_weights(64);
   const std::string model = temp_path("cuda_conv_gemm.onnx");
@@ -53,6 +53,32 @@ TEST(CudaProfileEngine, RunsEveryBatchAndEnqueuesTheMax) {
   HostTensor y = HostTensor::zeros(DataType::kFloat32, {8, 64});
   ASSERT_EQ(cudaMemcpy(y.data.data(), ctx->device_address("y"), y.data.size(), cudaMemcpyDeviceToHost), cudaSuccess);
   EXPECT_LT(rel_err(y, profile_test::conv_gemm_reference(wt, x, 8)), 1e-3);
+
+  // set_batch(5): the batch-8 specialization's buffers serve 5 rows; rows
+  // 5..7 hold what was there (the batch above) and must not leak into 0..4.
+  ASSERT_EQ(ctx->set_batch(5), 8);
+  const auto x5 = profile_test::values(5 * 3 * 36, 401);
+  ASSERT_EQ(cudaMemcpy(ctx->device_address("x"), x5.data(), x5.size() * 4, cudaMemcpyHostToDevice), cudaSuccess);
+  ctx->enqueue(nullptr);
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  HostTensor y5 = HostTensor::zeros(DataType::kFloat32, {5, 64});
+  ASSERT_EQ(cudaMemcpy(y5.data.data(), ctx->device_address("y"), y5.data.size(), cudaMemcpyDeviceToHost),
+            cudaSuccess);
+  EXPECT_LT(rel_err(y5, profile_test::conv_gemm_reference(wt, x5, 5)), 1e-3);
+
+  // set_batch(2): the batch-2 specialization, made on demand, with its own buffers.
+  ASSERT_EQ(ctx->set_batch(2), 2);
+  void* x2_dev = ctx->device_address("x");
+  ASSERT_NE(x2_dev, nullptr);
+  const auto x2 = profile_test::values(2 * 3 * 36, 402);
+  ASSERT_EQ(cudaMemcpy(x2_dev, x2.data(), x2.size() * 4, cudaMemcpyHostToDevice), cudaSuccess);
+  ctx->enqueue(nullptr);
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  HostTensor y2 = HostTensor::zeros(DataType::kFloat32, {2, 64});
+  ASSERT_EQ(cudaMemcpy(y2.data.data(), ctx->device_address("y"), y2.data.size(), cudaMemcpyDeviceToHost),
+            cudaSuccess);
+  EXPECT_LT(rel_err(y2, profile_test::conv_gemm_reference(wt, x2, 2)), 1e-3);
+  EXPECT_EQ(test::code_of([&] { ctx->set_batch(9); }), ErrorCode::kBadInput);
 }
 
 // Device memory an engine takes when loaded (weights, kernels' own copies).

@@ -13,6 +13,8 @@
 //   qconv_dp4a    __dp4a over 4 channels at a time: channels-last X,
 //                 C/group a multiple of 4
 //   cutlass_sm90_i8:<config>  (cutlass/qconv_cutlass.h) Hopper tensor cores
+//   cutlass_sm90_i8gemm:<config>  1x1 stride-1 unpadded convs as persistent CUTLASS
+//                 GEMMs (cutlass/qconv_cutlass.h)
 #pragma once
 
 #include <cuda_runtime.h>

@@ -1,11 +1,14 @@
 // Device time of every kiln::QConv tactic next to every FP16 Conv tactic on
 // the same ResNet-50 layer shapes (channels-last, batch 256 and 32), each
 // candidate replayed alone in a CUDA graph as the builder times it. One run
-// shows where INT8 stands against FP16 per layer. Slow (cuDNN candidates and
-// the direct INT8 kernel on the 7x7 stem), so disabled; run it with
+// shows where INT8 stands against FP16 per layer; each layer's summary line
+// splits the INT8 side into the 1x1 GEMM tiles (cutlass_sm90_i8gemm) and
+// every other INT8 tactic (the conv tiles and own kernels). Slow (cuDNN
+// candidates and the direct INT8 kernel on the 7x7 stem), so disabled; run
 //   kiln_tests --gtest_also_run_disabled_tests --gtest_filter='CudaQConvBench.*'
-// It fails if a tactic offered for a layer throws, or if no tactic of
-// either precision runs.
+// (Int8AgainstFp16Timings: a layer of each kind; OneByOneGemmTimings: every
+// stride-1 1x1 layer shape of ResNet-50). It fails if a tactic offered for a
+// layer throws, or if no tactic of either precision runs.
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
@@ -149,16 +152,60 @@ std::vector<Timed> time_tactics(const ir::Node& n, cudaStream_t stream, cuda::Li
   return out;
 }
 
-const Timed* best(const std::vector<Timed>& v) {
+bool is_gemm(const Timed& t) { return t.name.rfind("cutlass_sm90_i8gemm:", 0) == 0; }
+
+// The fastest of `v` (of the GEMM tiles only, or of the others only, when
+// `gemm` is given); null when none ran.
+const Timed* best(const std::vector<Timed>& v, int gemm = -1) {
   const Timed* b = nullptr;
   for (const Timed& t : v)
-    if (std::isfinite(t.ms) && (!b || t.ms < b->ms)) b = &t;
+    if (std::isfinite(t.ms) && (gemm < 0 || int(is_gemm(t)) == gemm) && (!b || t.ms < b->ms)) b = &t;
   return b;
+}
+
+std::string describe(const Timed* t) {
+  if (!t) return "-";
+  char buf[160];
+  std::snprintf(buf, sizeof buf, "%.4f ms (%s)", t->ms, t->name.c_str());
+  return buf;
+}
+
+// Times every INT8 and FP16 tactic of each layer at each batch and prints
+// them, then per layer: best INT8 GEMM tile, best other INT8 tactic, best
+// FP16, and FP16 / best INT8.
+void time_layers(const std::vector<Layer>& layers) {
+  cudaStream_t stream = nullptr;
+  cuda::check(cudaStreamCreate(&stream), "cudaStreamCreate");
+  cuda::Libraries libs(stream);
+  std::printf("%-40s %5s  %-50s %9s   (INT8 tactics | FP16 tactics)\n", "layer", "batch", "tactic", "ms");
+  for (int64_t batch : {int64_t(256), int64_t(32)}) {
+    for (const Layer& L : layers) {
+      ir::Node* qn = nullptr;
+      ir::Node* fn = nullptr;
+      auto qg = make_node(L, batch, true, &qn);
+      auto fg = make_node(L, batch, false, &fn);
+      const std::vector<Timed> q = time_tactics(*qn, stream, libs, L.name);
+      const std::vector<Timed> f = time_tactics(*fn, stream, libs, L.name);
+      for (const Timed& t : q)
+        std::printf("%-40s %5lld  int8 %-45s %9.4f\n", L.name, (long long)batch, t.name.c_str(), t.ms);
+      for (const Timed& t : f)
+        std::printf("%-40s %5lld  fp16 %-45s %9.4f\n", L.name, (long long)batch, t.name.c_str(), t.ms);
+      const Timed* bq = best(q);
+      const Timed* bf = best(f);
+      EXPECT_TRUE(bq && bf) << L.name << " batch " << batch << ": no tactic of one precision ran";
+      if (bq && bf)
+        std::printf("== %-37s %5lld  int8 gemm %s  int8 other %s  fp16 %s  fp16/int8 %.2fx\n", L.name,
+                    (long long)batch, describe(best(q, 1)).c_str(), describe(best(q, 0)).c_str(),
+                    describe(bf).c_str(), bf->ms / bq->ms);
+      std::fflush(stdout);
+    }
+  }
+  cudaStreamDestroy(stream);
 }
 
 TEST(CudaQConvBench, DISABLED_Int8AgainstFp16Timings) {
   KILN_REQUIRE_GPU();
-  const Layer layers[] = {
+  const std::vector<Layer> layers = {
       {"/conv1/Conv 7x7/2 C3->64", 3, 224, 224, 64, 7, 2, 3, false, DataType::kInt8},
       {"/layer1.0/conv1 1x1 64->64", 64, 56, 56, 64, 1, 1, 0, false, DataType::kInt8},
       {"/layer1.0/conv2 3x3 64->64", 64, 56, 56, 64, 3, 1, 1, false, DataType::kInt8},
@@ -169,30 +216,30 @@ TEST(CudaQConvBench, DISABLED_Int8AgainstFp16Timings) {
       {"/layer3.x/conv3 1x1 256->1024 +Z", 256, 14, 14, 1024, 1, 1, 0, true, DataType::kInt8},
       {"/layer4.2/conv3 1x1 512->2048 +Z fp16", 512, 7, 7, 2048, 1, 1, 0, true, DataType::kFloat16},
   };
-  cudaStream_t stream = nullptr;
-  cuda::check(cudaStreamCreate(&stream), "cudaStreamCreate");
-  cuda::Libraries libs(stream);
-  std::printf("%-40s %5s  %-34s %9s   (INT8 tactics | FP16 tactics)\n", "layer", "batch", "tactic", "ms");
-  for (int64_t batch : {int64_t(256), int64_t(32)}) {
-    for (const Layer& L : layers) {
-      ir::Node* qn = nullptr;
-      ir::Node* fn = nullptr;
-      auto qg = make_node(L, batch, true, &qn);
-      auto fg = make_node(L, batch, false, &fn);
-      const std::vector<Timed> q = time_tactics(*qn, stream, libs, L.name);
-      const std::vector<Timed> f = time_tactics(*fn, stream, libs, L.name);
-      for (const Timed& t : q) std::printf("%-40s %5lld  int8 %-29s %9.4f\n", L.name, (long long)batch, t.name.c_str(), t.ms);
-      for (const Timed& t : f) std::printf("%-40s %5lld  fp16 %-29s %9.4f\n", L.name, (long long)batch, t.name.c_str(), t.ms);
-      const Timed* bq = best(q);
-      const Timed* bf = best(f);
-      EXPECT_TRUE(bq && bf) << L.name << " batch " << batch << ": no tactic of one precision ran";
-      if (bq && bf)
-        std::printf("== %-37s %5lld  best int8 %.4f ms (%s)  best fp16 %.4f ms (%s)  fp16/int8 %.2fx\n", L.name,
-                    (long long)batch, bq->ms, bq->name.c_str(), bf->ms, bf->name.c_str(), bf->ms / bq->ms);
-      std::fflush(stdout);
-    }
-  }
-  cudaStreamDestroy(stream);
+  time_layers(layers);
+}
+
+// Every stride-1 1x1 layer shape of ResNet-50 (torchvision v1.5: the stride
+// sits on the 3x3), where the GEMM tiles are offered.
+TEST(CudaQConvBench, DISABLED_OneByOneGemmTimings) {
+  KILN_REQUIRE_GPU();
+  const std::vector<Layer> layers = {
+      {"/layer1.0/conv1 1x1 64->64", 64, 56, 56, 64, 1, 1, 0, false, DataType::kInt8},
+      {"/layer1.0/downsample 1x1 64->256", 64, 56, 56, 256, 1, 1, 0, false, DataType::kInt8},
+      {"/layer1.x/conv3 1x1 64->256 +Z", 64, 56, 56, 256, 1, 1, 0, true, DataType::kInt8},
+      {"/layer1.x/conv1 1x1 256->64", 256, 56, 56, 64, 1, 1, 0, false, DataType::kInt8},
+      {"/layer2.0/conv1 1x1 256->128", 256, 56, 56, 128, 1, 1, 0, false, DataType::kInt8},
+      {"/layer2.x/conv1 1x1 512->128", 512, 28, 28, 128, 1, 1, 0, false, DataType::kInt8},
+      {"/layer2.x/conv3 1x1 128->512 +Z", 128, 28, 28, 512, 1, 1, 0, true, DataType::kInt8},
+      {"/layer3.0/conv1 1x1 512->256", 512, 28, 28, 256, 1, 1, 0, false, DataType::kInt8},
+      {"/layer3.x/conv1 1x1 1024->256", 1024, 14, 14, 256, 1, 1, 0, false, DataType::kInt8},
+      {"/layer3.x/conv3 1x1 256->1024 +Z", 256, 14, 14, 1024, 1, 1, 0, true, DataType::kInt8},
+      {"/layer4.0/conv1 1x1 1024->512", 1024, 14, 14, 512, 1, 1, 0, false, DataType::kInt8},
+      {"/layer4.x/conv1 1x1 2048->512", 2048, 7, 7, 512, 1, 1, 0, false, DataType::kInt8},
+      {"/layer4.x/conv3 1x1 512->2048 +Z", 512, 7, 7, 2048, 1, 1, 0, true, DataType::kInt8},
+      {"/layer4.2/conv3 1x1 512->2048 +Z fp16", 512, 7, 7, 2048, 1, 1, 0, true, DataType::kFloat16},
+  };
+  time_layers(layers);
 }
 
 }  // namespace

@@ -1,6 +1,9 @@
 // QConv tactics "cutlass_sm90_i8:<config>": CUTLASS INT8 implicit-GEMM
 // convolutions on Hopper tensor cores (kernels in qconv_sm90_<config>.cu,
-// see qconv_cutlass.h).
+// see qconv_cutlass.h); and "cutlass_sm90_i8gemm:<config>": persistent GEMMs
+// (qconv_gemm_<config>.cu) offered only for 1x1 convolutions with stride 1
+// and no padding, the same conditions and epilogue otherwise. The builder
+// times both kinds, so a GEMM tactic wins only where it is faster.
 //
 // Offered for a dense (group 1) QConv whose X, Y and residual Z are
 // channels-last, C a multiple of 16 (TMA moves 16-byte rows of int8),
@@ -40,7 +43,8 @@ const std::vector<const QConvTile*>& tiles() {
   static const std::vector<const QConvTile*> t = {
       &cutlass_sm90::qtile_i8_128x128x64(), &cutlass_sm90::qtile_i8_128x64x64(),
       &cutlass_sm90::qtile_f16_128x128x64(), &cutlass_sm90::qtile_f16zf16_128x128x64(),
-      &cutlass_sm90::qtile_f32_128x128x64()};
+      &cutlass_sm90::qtile_f32_128x128x64(), &cutlass_sm90::qgemm_i8_128x128x128_pingpong(),
+      &cutlass_sm90::qgemm_i8_256x128x128_coop(), &cutlass_sm90::qgemm_f16_128x128x128_pingpong()};
   return t;
 }
 
@@ -134,7 +138,7 @@ class CutlassQConvKernel : public Kernel {
  public:
   CutlassQConvKernel(const QConvTile& tile, std::shared_ptr<const CutlassPlan> c) : tile_(tile), c_(std::move(c)) {
     const std::string why = tile_.check(c_->s);
-    if (!why.empty()) throw_internal(std::string("cutlass_sm90_i8:") + tile_.name() + ": " + why);
+    if (!why.empty()) throw_internal(std::string(tile_.family()) + ":" + tile_.name() + ": " + why);
     const qconv::Plan& p = c_->q;
     tile_ws_ = align256(tile_.workspace_bytes(c_->s));
     ws_ = tile_ws_;
@@ -209,24 +213,27 @@ std::vector<Tactic> cutlass_qconv_tactics(const ir::Node& n, std::string* why) {
   std::vector<Tactic> out;
   reason = std::string("no compiled kernel writes ") + dtype_name(c->q.y) +
            (c->q.has_z ? std::string(" with a ") + dtype_name(c->q.z) + " residual" : std::string());
+  bool any_refused = false;
   std::vector<std::string> shapes;  // without Z, tiles differing only in their residual dtype are one tactic
   for (const QConvTile* t : tiles()) {
     if (t->out_dtype() != c->q.y || (c->q.has_z && t->z_dtype() != c->q.z)) continue;
     const std::string name = t->name();
-    const std::string shape = name.substr(name.find('_'));
+    const std::string shape = std::string(t->family()) + name.substr(name.find('_'));
     if (!c->q.has_z) {
       if (std::find(shapes.begin(), shapes.end(), shape) != shapes.end()) continue;
       shapes.push_back(shape);
     }
     const std::string refused = t->check(c->s);
     if (!refused.empty()) {
-      reason = refused;
+      // The first refusal: a conv tile's says more than a GEMM's "not 1x1".
+      if (!any_refused) reason = std::string(t->family()) + ":" + name + ": " + refused;
+      any_refused = true;
       continue;
     }
-    out.push_back({std::string("cutlass_sm90_i8:") + t->name(),
+    out.push_back({std::string(t->family()) + ":" + t->name(),
                    [t, c] { return std::unique_ptr<Kernel>(new CutlassQConvKernel(*t, c)); }});
   }
-  if (out.empty() && why) *why = "cutlass_sm90_i8: " + reason;
+  if (out.empty() && why) *why = any_refused ? reason : "cutlass_sm90_i8: " + reason;
   return out;
 }
 

@@ -1,18 +1,21 @@
-// CUTLASS INT8 implicit-GEMM convolutions on Hopper tensor cores (sm_90a,
-// wgmma s8 x s8 -> s32), the "cutlass_sm90_i8:<config>" tactics of
-// kiln::QConv.
+// CUTLASS INT8 kernels on Hopper tensor cores (sm_90a, wgmma s8 x s8 ->
+// s32) for kiln::QConv: implicit-GEMM convolutions, the
+// "cutlass_sm90_i8:<config>" tactics, and persistent GEMMs for 1x1 stride-1
+// unpadded convolutions, the "cutlass_sm90_i8gemm:<config>" tactics.
 //
 // Like conv_cutlass.h: the tactic side (qconv_cutlass.cpp) reads the node and
 // owns the weights; each configuration is one compiled CUTLASS kernel in its
-// own .cu file (qconv_sm90_<config>.cu, instantiated from
-// qconv_sm90_kernel.cuh). No CUTLASS types cross this header.
+// own .cu file (qconv_sm90_<config>.cu from qconv_sm90_kernel.cuh,
+// qconv_gemm_<config>.cu from qconv_gemm_kernel.cuh). No CUTLASS types cross
+// this header.
 //
 // Every kernel computes, for int8 NHWC X, int8 KRSC W and int32 accumulation,
 // the QConv epilogue in float (an epilogue visitor tree):
 //   v = acc * m[k] + bias[k] + z_scale * Z;  v = act(v)
 //   Y = int8 outputs: saturate_int8(round_half_even(v * inv_y_scale)); else v
 // with Z read (in its own dtype) only when present. Activations: none, Relu,
-// LeakyRelu, Clip.
+// LeakyRelu, Clip. The GEMM kernels see the same NHWC tensors as row-major
+// matrices: X [N*H*W, C], W [K, C], Y and Z [N*H*W, K].
 #pragma once
 
 #include <cuda_runtime.h>
@@ -53,9 +56,12 @@ class QConvTile {
  public:
   virtual ~QConvTile() = default;
   virtual const char* name() const = 0;  // "i8_128x128x128": output dtype and M x N x K tile
+  // The tactic name's prefix: the tactic is "<family>:<name>".
+  virtual const char* family() const { return "cutlass_sm90_i8"; }
   virtual DataType out_dtype() const = 0;
   virtual DataType z_dtype() const = 0;  // the residual dtype it reads (none also runs)
-  // "" when this kernel can run `s` (groups 1); otherwise what CUTLASS refuses.
+  // "" when this kernel can run `s` (groups 1); otherwise why not (the GEMM
+  // kernels: anything but 1x1, stride 1, no padding; or what CUTLASS refuses).
   virtual std::string check(const ConvShape& s) const = 0;
   virtual size_t workspace_bytes(const ConvShape& s) const = 0;
   // Once per kernel object: raises the dynamic shared memory limit. Throws kiln::Error.
@@ -74,6 +80,12 @@ const QConvTile& qtile_i8_128x64x64();        // int8 Y, int8 Z; two CTAs per SM
 const QConvTile& qtile_f16_128x128x64();      // fp16 Y, int8 Z
 const QConvTile& qtile_f16zf16_128x128x64();  // fp16 Y, fp16 Z
 const QConvTile& qtile_f32_128x128x64();      // fp32 Y, fp32 Z
+
+// The persistent 1x1 GEMMs (one per qconv_gemm_<config>.cu), named
+// <out>[z<residual>]_<M>x<N>x<K tile>_<schedule>.
+const QConvTile& qgemm_i8_128x128x128_pingpong();   // int8 Y, int8 Z
+const QConvTile& qgemm_i8_256x128x128_coop();       // int8 Y, int8 Z; cooperative
+const QConvTile& qgemm_f16_128x128x128_pingpong();  // fp16 Y, int8 Z
 
 }  // namespace cutlass_sm90
 }  // namespace kiln::cuda

@@ -67,6 +67,7 @@ std::unique_ptr<Pass> make_fold_qdq();  // activation QuantizeLinear->Dequantize
 std::unique_ptr<Pass> make_remove_identity();
 std::unique_ptr<Pass> make_eliminate_common_subexpressions();
 std::unique_ptr<Pass> make_fold_batchnorm();
+std::unique_ptr<Pass> make_lower_batchnorm();  // BatchNormalization left unfolded -> Mul + Add
 std::unique_ptr<Pass> make_fuse_conv_activation();
 std::unique_ptr<Pass> make_fold_pad();                  // Pad into Conv / pooling pads
 std::unique_ptr<Pass> make_cancel_transpose_reshape();  // Transpose/Reshape pairs that cancel or merge

@@ -67,6 +67,7 @@ PassManager PassManager::standard() {
   pm.add(make_fold_pad());
   pm.add(make_fold_scale_shift());
   pm.add(make_fold_batchnorm());
+  pm.add(make_lower_batchnorm());
   pm.add(make_fuse_conv_add());
   pm.add(make_fuse_conv_activation());
   pm.add(make_cancel_transpose_reshape());

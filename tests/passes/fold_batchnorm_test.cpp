@@ -68,5 +68,44 @@ TEST(FoldBatchNorm, LeavesSharedConvOutputAlone) {
   EXPECT_EQ(after->nodes().size(), 2u);
 }
 
+// BNs fold_batchnorm cannot fold (here after a bias Add, and on a graph
+// input) become Mul + Add by per-channel [C, 1, 1] constants.
+TEST(LowerBatchNorm, UnfoldableBatchNormBecomesMulAdd) {
+  GraphBuilder b;
+  ir::Value* x = b.input({2, 6, 5, 7});
+  ir::Value* d = b.node("ConvTranspose", {x, b.random({6, 6, 2, 2}, 1)}, {{"strides", attr_ints({2, 2})}});
+  ir::Value* biased = b.node("Add", {d, b.random({6, 1, 1}, 2)});
+  b.output(b.node("Relu", {batchnorm(b, biased, 6, 50)}));
+  ir::Value* z = b.input({3, 4, 8});  // rank 3: constants [4, 1]
+  b.output(batchnorm(b, z, 4, 60));
+  auto before = b.finish();
+
+  GraphBuilder e;
+  ir::Value* ex = e.input({2, 6, 5, 7});
+  ir::Value* ed = e.node("ConvTranspose", {ex, e.random({6, 6, 2, 2}, 1)}, {{"strides", attr_ints({2, 2})}});
+  ir::Value* eb = e.node("Add", {ed, e.random({6, 1, 1}, 2)});
+  ir::Value* em = e.node("Add", {e.node("Mul", {eb, e.random({6, 1, 1}, 3)}), e.random({6, 1, 1}, 4)});
+  e.output(e.node("Relu", {em}));
+  ir::Value* ez = e.input({3, 4, 8});
+  e.output(e.node("Add", {e.node("Mul", {ez, e.random({4, 1}, 5)}), e.random({4, 1}, 6)}));
+  auto expected = e.finish();
+
+  auto fold = passes::make_fold_batchnorm();
+  check_pass(*fold, *before, before.get());  // nothing it can fold
+  auto lower = passes::make_lower_batchnorm();
+  check_pass(*lower, *before, expected.get());
+}
+
+TEST(LowerBatchNorm, RuntimeStatisticsStay) {
+  // A scale that is a graph input cannot become constants.
+  GraphBuilder b;
+  ir::Value* x = b.input({1, 3, 4, 4});
+  ir::Value* gamma = b.input({3});
+  b.output(b.node("BatchNormalization", {x, gamma, b.random({3}, 2), b.random({3}, 3), b.random({3}, 4, 0.5, 1.5)}));
+  auto before = b.finish();
+  auto lower = passes::make_lower_batchnorm();
+  check_pass(*lower, *before, before.get());
+}
+
 }  // namespace
 }  // namespace kiln::test

@@ -102,6 +102,7 @@ TensorDesc desc_of(const ir::Node& n, const ir::Value& v);
 // One registration function per op family file.
 void register_conv_kernels(Registry&);
 void register_conv_gemm_kernels(Registry&);  // 1x1 convolutions on cuBLASLt (extends Conv)
+void register_conv_transpose_kernels(Registry&);
 void register_gemm_kernels(Registry&);
 void register_elementwise_kernels(Registry&);
 void register_pool_kernels(Registry&);

@@ -164,6 +164,7 @@ Registry& Registry::global() {
     auto* g = new Registry();
     register_conv_kernels(*g);
     register_conv_gemm_kernels(*g);
+    register_conv_transpose_kernels(*g);
 #ifdef KILN_WITH_CUTLASS
     register_conv_cutlass_kernels(*g);  // cutlass/conv_cutlass.h: sm_90a implicit GEMM (extends Conv)
 #endif

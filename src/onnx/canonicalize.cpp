@@ -2,6 +2,7 @@
 // one small converter per op whose signature changed between opset 7 and 18
 // (mostly attributes that became inputs). The node keeps its imported opset.
 
+#include "ir/attribute.h"
 #include "kiln/error.h"
 #include "onnx/import_context.h"
 #include "onnx/tensor_proto.h"
@@ -21,20 +22,6 @@ struct Rule {
 void set_input(ir::Node& n, size_t k, ir::Value* v) {
   if (n.inputs.size() <= k) n.inputs.resize(k + 1, nullptr);
   n.inputs[k] = v;
-}
-
-ir::Attribute int_attr(int64_t v) {
-  ir::Attribute a;
-  a.kind = ir::Attribute::Kind::kInt;
-  a.i = v;
-  return a;
-}
-
-ir::Attribute str_attr(const std::string& v) {
-  ir::Attribute a;
-  a.kind = ir::Attribute::Kind::kString;
-  a.s = v;
-  return a;
 }
 
 // Moves an INTS attribute to int64 1-D constant input k (if present).
@@ -70,7 +57,7 @@ void squeeze_axes(Ctx& c, ir::Node& n) { ints_to_input(c, n, "axes", 1); }
 void split_old(Ctx& c, ir::Node& n) {
   if (n.opset < 13) ints_to_input(c, n, "split", 1);
   // Before 18 an absent `split` meant "equal parts, one per output"; 18 spells that num_outputs.
-  if (!n.in(1) && !n.has("num_outputs")) n.attrs["num_outputs"] = int_attr(int64_t(n.outputs.size()));
+  if (!n.in(1) && !n.has("num_outputs")) n.attrs["num_outputs"] = ir::int_attr(int64_t(n.outputs.size()));
 }
 
 void clip_old(Ctx& c, ir::Node& n) {
@@ -107,14 +94,14 @@ void topk_old(Ctx& c, ir::Node& n) {
 // (asymmetric) and pick the floor in nearest mode.
 void set_upsample_modes(ir::Node& n, const std::string& mode) {
   if (mode == "nearest") {
-    n.attrs["mode"] = str_attr("nearest");
-    n.attrs["nearest_mode"] = str_attr("floor");
+    n.attrs["mode"] = ir::string_attr("nearest");
+    n.attrs["nearest_mode"] = ir::string_attr("floor");
   } else if (mode == "linear" || mode == "bilinear") {
-    n.attrs["mode"] = str_attr("linear");
+    n.attrs["mode"] = ir::string_attr("linear");
   } else {
     throw_unsupported(n.label() + ": mode '" + mode + "' is not supported (expected nearest or linear)");
   }
-  n.attrs["coordinate_transformation_mode"] = str_attr("asymmetric");
+  n.attrs["coordinate_transformation_mode"] = ir::string_attr("asymmetric");
 }
 
 void upsample(Ctx& c, ir::Node& n) {
@@ -186,21 +173,21 @@ void softmax_old(Ctx& c, ir::Node& n) {
   bool last = axis == -1 || (x->has_shape && (axis == int64_t(x->dims.size()) - 1 ||
                                               (x->dims.size() == 0 && axis == 0)));
   if (last) {
-    n.attrs["axis"] = int_attr(-1);
+    n.attrs["axis"] = ir::int_attr(-1);
     return;
   }
   const std::string& path = n.path;
   ir::Value* y = n.outputs[0];
   ir::Value* flat = c.temp(n.name + "_2d");
   ir::Node* fl = c.add_node("Flatten", n.name + "_flatten", {x}, {flat}, 13, path);
-  fl->attrs["axis"] = int_attr(axis);
+  fl->attrs["axis"] = ir::int_attr(axis);
   ir::Value* shape = c.temp(n.name + "_shape");
   c.add_node("Shape", n.name + "_shape", {x}, {shape}, 13, path);
   ir::Value* out2d = c.temp(n.name + "_out2d");
   n.inputs[0] = flat;
   n.outputs[0] = out2d;
   out2d->producer = &n;
-  n.attrs["axis"] = int_attr(1);
+  n.attrs["axis"] = ir::int_attr(1);
   y->producer = nullptr;
   c.add_node("Reshape", n.name + "_reshape", {out2d, shape}, {y}, 14, path);
 }

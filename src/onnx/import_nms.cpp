@@ -10,6 +10,7 @@
 #include <cmath>
 #include <limits>
 
+#include "ir/attribute.h"
 #include "onnx/import_context.h"
 #include "plugins/bridge.h"
 #include "plugins/efficient_nms/onnx_nms.h"
@@ -35,20 +36,6 @@ const ir::Tensor* scalar_input(Ctx& c, Scope& s, const onnx::NodeProto& np, int 
 float float_value(const ir::Tensor& t, const char* what, const std::string& label) {
   if (t.dtype() != DataType::kFloat32) throw_bad_input(label + ": input " + std::string(what) + " must be float32");
   return *static_cast<const float*>(t.raw());
-}
-
-ir::Attribute int_attr(int64_t v) {
-  ir::Attribute a;
-  a.kind = ir::Attribute::Kind::kInt;
-  a.i = v;
-  return a;
-}
-
-ir::Attribute float_attr(float v) {
-  ir::Attribute a;
-  a.kind = ir::Attribute::Kind::kFloat;
-  a.f = v;
-  return a;
 }
 
 }  // namespace
@@ -93,11 +80,11 @@ void emit_nonmax_suppression(Ctx& c, Scope& s, const onnx::NodeProto& np, const 
   ir::Node* n = c.g.add_node(plugins::efficient_nms::onnx_nms_type(), name, {boxes, nbc}, {selected, count});
   n->opset = 1;
   n->path = s.expanded_from.empty() ? "kernel" : "expanded:" + s.expanded_from;
-  n->attrs["max_output_boxes_per_class"] = int_attr(per_class);
-  n->attrs["iou_threshold"] = float_attr(iou ? float_value(*iou, "iou_threshold", label) : 0.f);
+  n->attrs["max_output_boxes_per_class"] = ir::int_attr(per_class);
+  n->attrs["iou_threshold"] = ir::float_attr(iou ? float_value(*iou, "iou_threshold", label) : 0.f);
   n->attrs["score_threshold"] =
-      float_attr(thr ? float_value(*thr, "score_threshold", label) : -std::numeric_limits<float>::infinity());
-  n->attrs["center_point_box"] = int_attr(center);
+      ir::float_attr(thr ? float_value(*thr, "score_threshold", label) : -std::numeric_limits<float>::infinity());
+  n->attrs["center_point_box"] = ir::int_attr(center);
   plugins::bind_node(*n, [&](size_t k) { return c.temp(name + "_unused" + std::to_string(k)); });
   c.set_elem_type(selected, onnx::TensorProto::INT64);
   c.set_elem_type(count, onnx::TensorProto::INT64);

@@ -10,6 +10,7 @@
 // layer with a fused activation alone, so later rounds stay correct.
 #include <cfloat>
 
+#include "ir/attribute.h"
 #include "passes/graph_utils.h"
 #include "passes/pass.h"
 
@@ -53,16 +54,9 @@ ir::Node* fusable_layer(const ir::Value* x) {
   return layer;
 }
 
-ir::Attribute string_attr(const std::string& s) {
-  ir::Attribute a;
-  a.kind = ir::Attribute::Kind::kString;
-  a.s = s;
-  return a;
-}
-
 // Attaches the activation to `layer`, which then produces `y`.
 void attach(ir::Node& layer, const std::string& act, std::vector<float> params, ir::Value* y) {
-  layer.attrs["activation"] = string_attr(act);
+  layer.attrs["activation"] = ir::string_attr(act);
   ir::Attribute p;
   p.kind = ir::Attribute::Kind::kFloats;
   p.floats = std::move(params);

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "ir/attribute.h"
 #include "ir/op_registry.h"
 #include "kiln/error.h"
 #include "quant/weights.h"
@@ -18,20 +19,6 @@ bool is_graph_output(const ir::Graph& g, const ir::Value* v) {
   for (const ir::Value* o : g.outputs)
     if (o == v) return true;
   return false;
-}
-
-ir::Attribute float_attr(float f) {
-  ir::Attribute a;
-  a.kind = ir::Attribute::Kind::kFloat;
-  a.f = f;
-  return a;
-}
-
-ir::Attribute int_attr(int64_t i) {
-  ir::Attribute a;
-  a.kind = ir::Attribute::Kind::kInt;
-  a.i = i;
-  return a;
 }
 
 void reinfer(ir::Node& n) {
@@ -144,8 +131,8 @@ class Assigner {
     ir::Value* q = g_.add_value(g_.unique_name(v->name + "/int8"));
     ir::Node* r = g_.add_node("Reformat", "quantize:" + v->name, {v}, {q});
     r->domain = "kiln";
-    r->attrs["to"] = int_attr(int64_t(DataType::kInt8));
-    r->attrs["scale"] = float_attr(scale);
+    r->attrs["to"] = ir::int_attr(int64_t(DataType::kInt8));
+    r->attrs["scale"] = ir::float_attr(scale);
     r->precision = DataType::kInt8;
     reinfer(*r);
     q->batch_axis = v->batch_axis;
@@ -172,18 +159,18 @@ class Assigner {
     n.inputs[1] = g_.add_constant(g_.unique_name(w->name + "/int8"), std::move(wq));
 
     ir::Value* z = n.in(3);
-    if (z && int8_.count(z)) n.attrs["z_scale"] = float_attr(int8_.at(z));
+    if (z && int8_.count(z)) n.attrs["z_scale"] = ir::float_attr(int8_.at(z));
     n.op_type = "QConv";
     n.domain = "kiln";
     n.precision = DataType::kInt8;
-    n.attrs["x_scale"] = float_attr(x_scale);
+    n.attrs["x_scale"] = ir::float_attr(x_scale);
     ir::Attribute wa;
     wa.kind = ir::Attribute::Kind::kFloats;
     wa.floats = ws;
     n.attrs["w_scales"] = wa;
-    n.attrs["to"] = int_attr(int64_t(int8_out ? DataType::kInt8 : DataType::kFloat32));
+    n.attrs["to"] = ir::int_attr(int64_t(int8_out ? DataType::kInt8 : DataType::kFloat32));
     if (int8_out) {
-      n.attrs["y_scale"] = float_attr(scale_of(y));
+      n.attrs["y_scale"] = ir::float_attr(scale_of(y));
       int8_[y] = scale_of(y);
     }
     reinfer(n);

@@ -43,7 +43,8 @@ def emit(**kw):
     return kw
 
 
-def bench_torch(fn, iters=100, warm=20):
+def torch_times(fn, iters=100, warm=20):
+    """Sorted milliseconds of `iters` calls of fn, each timed with CUDA events after `warm` untimed ones."""
     for _ in range(warm):
         fn()
     torch.cuda.synchronize()
@@ -55,7 +56,11 @@ def bench_torch(fn, iters=100, warm=20):
         e.record()
         e.synchronize()
         ts.append(s.elapsed_time(e))
-    ts.sort()
+    return sorted(ts)
+
+
+def bench_torch(fn, iters=100, warm=20):
+    ts = torch_times(fn, iters, warm)
     return ts[len(ts) // 2]
 
 

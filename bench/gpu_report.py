@@ -24,7 +24,7 @@ from torchvision.models import detection as D
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from export_torchvision import DetNet  # noqa: E402
-from gpu_compare import export, graph_fn  # noqa: E402
+from gpu_compare import export, graph_fn, torch_times  # noqa: E402
 
 KILN = os.environ.get("KILN_BIN", "build-cuda/kiln")
 
@@ -35,21 +35,6 @@ def kiln(*args):
     if r.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)}: {r.stderr.strip()[-2000:]}")
     return r.stdout
-
-
-def torch_times(fn, iters, warm=20):
-    for _ in range(warm):
-        fn()
-    torch.cuda.synchronize()
-    ts = []
-    for _ in range(iters):
-        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        s.record()
-        fn()
-        e.record()
-        e.synchronize()
-        ts.append(s.elapsed_time(e))
-    return sorted(ts)
 
 
 def peer_json(path, label, batch, ts, command):

@@ -38,17 +38,6 @@ using Attrs = std::map<std::string, ir::Attribute>;
 
 const std::string kPrefix = "cutlass_sm90:";
 
-bool sm90_device() {
-  int dev = 0, major = 0, minor = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess ||
-      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
-      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess) {
-    cudaGetLastError();
-    return false;
-  }
-  return major == 9 && minor == 0;
-}
-
 #ifdef KILN_WITH_CUTLASS
 constexpr bool kCutlassBuilt = true;
 #else
@@ -59,7 +48,7 @@ constexpr bool kCutlassBuilt = false;
   do {                                                                          \
     if (!kCutlassBuilt) GTEST_SKIP() << "kiln built without CUTLASS";           \
     KILN_REQUIRE_GPU();                                                         \
-    if (!sm90_device()) GTEST_SKIP() << "the CUTLASS kernels need an sm_90 GPU"; \
+    if (!test::sm90_device()) GTEST_SKIP() << "the CUTLASS kernels need an sm_90 GPU"; \
   } while (0)
 
 // Distinct cutlass_sm90 tactic names the harness ran.

@@ -16,6 +16,8 @@
 namespace kiln::test {
 
 bool cuda_available();
+// The current GPU is sm_90 (the CUTLASS kernels are built for sm_90a only).
+bool sm90_device();
 // Skips the current test (visible in the skip count) when no GPU is present.
 #define KILN_REQUIRE_GPU() \
   do { if (!::kiln::test::cuda_available()) GTEST_SKIP() << "no CUDA device"; } while (0)

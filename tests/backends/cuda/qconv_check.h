@@ -48,17 +48,6 @@ inline constexpr bool kCutlassBuilt = true;
 inline constexpr bool kCutlassBuilt = false;
 #endif
 
-inline bool sm90_device() {
-  int dev = 0, major = 0, minor = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess ||
-      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
-      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess) {
-    cudaGetLastError();
-    return false;
-  }
-  return major == 9 && minor == 0;
-}
-
 struct QCase {
   std::string name;
   int64_t n = 1, c = 16, h = 8, w = 8, k = 16, r = 3, s = 3, group = 1;
@@ -239,7 +228,7 @@ inline std::set<std::string> check_case(const QCase& c, double fp32_tol = 1e-5) 
   if (c.dp4a) {
     EXPECT_TRUE(nhwc_names.count("qconv_dp4a"));
   }
-  if (kCutlassBuilt && sm90_device()) {
+  if (kCutlassBuilt && test::sm90_device()) {
     for (const std::string& cfg : c.cutlass) EXPECT_TRUE(nhwc_names.count("cutlass_sm90_i8:" + cfg)) << cfg;
     for (const std::string& cfg : c.gemm) EXPECT_TRUE(nhwc_names.count("cutlass_sm90_i8gemm:" + cfg)) << cfg;
   }

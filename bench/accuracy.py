@@ -51,8 +51,9 @@ def configs(device, guard_bound):
         out.append(("fp16", ["--fp16"], False))
     for m in INT8_METHODS:
         out.append((f"int8_{m}", ["--int8", "--calib-method", m], True))
-    out.append(("int8_entropy_guard", ["--int8", "--calib-method", "entropy", "--int8-guard",
-                                       "--int8-guard-bound", repr(guard_bound)], True))
+    for m in INT8_METHODS:
+        out.append((f"int8_{m}_guard", ["--int8", "--calib-method", m, "--int8-guard",
+                                        "--int8-guard-bound", repr(guard_bound)], True))
     return out
 
 

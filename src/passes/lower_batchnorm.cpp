@@ -46,12 +46,12 @@ class LowerBatchNorm : public RewriteRule {
 
     ir::Value* y = bn.outputs[0];
     const std::string label = bn.name;
-    ir::Value* sv = g.add_constant(g.unique_name(bn.name + ".scale"), ir::Tensor::from_float(s, shape));
-    ir::Value* tv = g.add_constant(g.unique_name(bn.name + ".shift"), ir::Tensor::from_float(t, shape));
-    ir::Value* scaled = g.add_value(g.unique_name(bn.name + ".scaled"));
-    g.remove_node(&bn);
-    // The Mul keeps the BN's name, so fused groups and inspect still show it.
     const int opset = bn.opset;
+    ir::Value* sv = g.add_constant(g.unique_name(label + ".scale"), ir::Tensor::from_float(s, shape));
+    ir::Value* tv = g.add_constant(g.unique_name(label + ".shift"), ir::Tensor::from_float(t, shape));
+    ir::Value* scaled = g.add_value(g.unique_name(label + ".scaled"));
+    g.remove_node(&bn);  // `bn` is gone from here on
+    // The Mul keeps the BN's name, so fused groups and inspect still show it.
     g.add_node("Mul", label, {x, sv}, {scaled})->opset = opset;
     g.add_node("Add", g.unique_name(label + ".add"), {scaled, tv}, {y})->opset = opset;
     g.topo_sort();

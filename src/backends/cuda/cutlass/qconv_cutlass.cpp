@@ -44,6 +44,7 @@ const std::vector<const QConvTile*>& tiles() {
       &cutlass_sm90::qtile_i8_128x128x64(), &cutlass_sm90::qtile_i8_128x64x64(),
       &cutlass_sm90::qtile_f16_128x128x64(), &cutlass_sm90::qtile_f16zf16_128x128x64(),
       &cutlass_sm90::qtile_f32_128x128x64(), &cutlass_sm90::qgemm_i8_128x128x128_pingpong(),
+      &cutlass_sm90::qgemm_i8_128x64x64_pingpong(),
       &cutlass_sm90::qgemm_i8_256x128x128_coop(), &cutlass_sm90::qgemm_f16_128x128x128_pingpong()};
   return t;
 }

@@ -84,6 +84,7 @@ const QConvTile& qtile_f32_128x128x64();      // fp32 Y, fp32 Z
 // The persistent 1x1 GEMMs (one per qconv_gemm_<config>.cu), named
 // <out>[z<residual>]_<M>x<N>x<K tile>_<schedule>.
 const QConvTile& qgemm_i8_128x128x128_pingpong();   // int8 Y, int8 Z
+const QConvTile& qgemm_i8_128x64x64_pingpong();     // int8 Y, int8 Z; shallow layers (C or K = 64)
 const QConvTile& qgemm_i8_256x128x128_coop();       // int8 Y, int8 Z; cooperative
 const QConvTile& qgemm_f16_128x128x128_pingpong();  // fp16 Y, int8 Z
 

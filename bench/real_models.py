@@ -125,7 +125,7 @@ def preprocess(img, cfg, size=SIZE):
 
 
 def calib_images(photos):
-    """Eight flipped / cropped / dimmed copies per photo (not the exact pixels evaluated)."""
+    """Four flipped / cropped / dimmed copies per photo (not the exact pixels evaluated)."""
     out = []
     for img in photos:
         h, w = img.shape[:2]

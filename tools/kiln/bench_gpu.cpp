@@ -77,14 +77,8 @@ double copy_ms(ExecutionContext& ctx, const std::vector<TensorInfo>& tensors, in
 }  // namespace
 
 GpuTimes bench_gpu(const Engine& engine, ExecutionContext& ctx, const std::map<std::string, HostTensor>& inputs,
-                   int warmup, int iterations, bool cuda_graph) {
+                   int64_t batch, int warmup, int iterations, bool cuda_graph) {
   ctx.set_cuda_graph(cuda_graph);
-  int64_t batch = 0;
-  if (engine.profile().max > 0) {
-    for (const TensorInfo& t : engine.inputs())
-      if (t.batch_axis >= 0) batch = inputs.at(t.name).shape[size_t(t.batch_axis)];
-    ctx.set_batch(batch);
-  }
   ctx.run(inputs);  // puts the inputs in the device buffers enqueue then reads
   cudaStream_t s = nullptr;
   ck(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "cudaStreamCreate");
@@ -108,7 +102,8 @@ GpuTimes bench_gpu(const Engine& engine, ExecutionContext& ctx, const std::map<s
 #else
 
 namespace kiln::cli {
-GpuTimes bench_gpu(const Engine&, ExecutionContext&, const std::map<std::string, HostTensor>&, int, int, bool) {
+GpuTimes bench_gpu(const Engine&, ExecutionContext&, const std::map<std::string, HostTensor>&, int64_t, int, int,
+                   bool) {
   throw Error(ErrorCode::kUnsupported, "this kiln was built without the CUDA backend");
 }
 }  // namespace kiln::cli

@@ -15,9 +15,9 @@ struct GpuTimes {
   double h2d_ms = 0, d2h_ms = 0;   // copying all inputs in / all outputs out (pinned)
 };
 
-// Batch-profile engines run `inputs`' batch (ExecutionContext::set_batch);
-// the transfers move that many rows.
+// Batch-profile engines: `batch` is the batch the caller set on `ctx`
+// (ExecutionContext::set_batch), the rows the transfers move; 0 otherwise.
 GpuTimes bench_gpu(const Engine& engine, ExecutionContext& ctx, const std::map<std::string, HostTensor>& inputs,
-                   int warmup, int iterations, bool cuda_graph);
+                   int64_t batch, int warmup, int iterations, bool cuda_graph);
 
 }  // namespace kiln::cli

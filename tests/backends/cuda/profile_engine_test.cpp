@@ -44,40 +44,28 @@ TEST(CudaProfileEngine, RunsEveryBatchAndEnqueuesTheSetBatch) {
     ASSERT_EQ(y.shape, (std::vector<int64_t>{n, 64}));
     EXPECT_LT(rel_err(y, profile_test::conv_gemm_reference(wt, x, n)), 1e-3) << "batch " << n;
   }
-  // device_address / enqueue: the batch-8 buffers.
-  const auto x = profile_test::values(8 * 3 * 36, 400);
-  ASSERT_NE(ctx->device_address("x"), nullptr);
-  ASSERT_EQ(cudaMemcpy(ctx->device_address("x"), x.data(), x.size() * 4, cudaMemcpyHostToDevice), cudaSuccess);
-  ctx->enqueue(nullptr);
-  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-  HostTensor y = HostTensor::zeros(DataType::kFloat32, {8, 64});
-  ASSERT_EQ(cudaMemcpy(y.data.data(), ctx->device_address("y"), y.data.size(), cudaMemcpyDeviceToHost), cudaSuccess);
-  EXPECT_LT(rel_err(y, profile_test::conv_gemm_reference(wt, x, 8)), 1e-3);
-
+  // device_address / enqueue: `n` rows written into the device buffers the
+  // context serves now, one inference enqueued, `n` rows read back and
+  // checked against the float64 reference.
+  const auto enqueue_rows = [&](int n, uint32_t seed) {
+    const auto x = profile_test::values(size_t(n) * 3 * 36, seed);
+    ASSERT_NE(ctx->device_address("x"), nullptr);
+    ASSERT_EQ(cudaMemcpy(ctx->device_address("x"), x.data(), x.size() * 4, cudaMemcpyHostToDevice), cudaSuccess);
+    ctx->enqueue(nullptr);
+    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+    HostTensor y = HostTensor::zeros(DataType::kFloat32, {n, 64});
+    ASSERT_EQ(cudaMemcpy(y.data.data(), ctx->device_address("y"), y.data.size(), cudaMemcpyDeviceToHost),
+              cudaSuccess);
+    EXPECT_LT(rel_err(y, profile_test::conv_gemm_reference(wt, x, n)), 1e-3) << "enqueue of " << n << " rows";
+  };
+  enqueue_rows(8, 400);  // the max batch, served until set_batch
   // set_batch(5): the batch-8 specialization's buffers serve 5 rows; rows
   // 5..7 hold what was there (the batch above) and must not leak into 0..4.
   ASSERT_EQ(ctx->set_batch(5), 8);
-  const auto x5 = profile_test::values(5 * 3 * 36, 401);
-  ASSERT_EQ(cudaMemcpy(ctx->device_address("x"), x5.data(), x5.size() * 4, cudaMemcpyHostToDevice), cudaSuccess);
-  ctx->enqueue(nullptr);
-  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-  HostTensor y5 = HostTensor::zeros(DataType::kFloat32, {5, 64});
-  ASSERT_EQ(cudaMemcpy(y5.data.data(), ctx->device_address("y"), y5.data.size(), cudaMemcpyDeviceToHost),
-            cudaSuccess);
-  EXPECT_LT(rel_err(y5, profile_test::conv_gemm_reference(wt, x5, 5)), 1e-3);
-
+  enqueue_rows(5, 401);
   // set_batch(2): the batch-2 specialization, made on demand, with its own buffers.
   ASSERT_EQ(ctx->set_batch(2), 2);
-  void* x2_dev = ctx->device_address("x");
-  ASSERT_NE(x2_dev, nullptr);
-  const auto x2 = profile_test::values(2 * 3 * 36, 402);
-  ASSERT_EQ(cudaMemcpy(x2_dev, x2.data(), x2.size() * 4, cudaMemcpyHostToDevice), cudaSuccess);
-  ctx->enqueue(nullptr);
-  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-  HostTensor y2 = HostTensor::zeros(DataType::kFloat32, {2, 64});
-  ASSERT_EQ(cudaMemcpy(y2.data.data(), ctx->device_address("y"), y2.data.size(), cudaMemcpyDeviceToHost),
-            cudaSuccess);
-  EXPECT_LT(rel_err(y2, profile_test::conv_gemm_reference(wt, x2, 2)), 1e-3);
+  enqueue_rows(2, 402);
   EXPECT_EQ(test::code_of([&] { ctx->set_batch(9); }), ErrorCode::kBadInput);
 }
 

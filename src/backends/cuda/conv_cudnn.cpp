@@ -1,5 +1,5 @@
-// Conv through cuDNN's legacy API, plus the depthwise tactic of
-// conv_depthwise.cu. Node semantics: src/ir/ops/conv.cpp.
+// Conv through cuDNN's legacy API, plus the own tactics of
+// conv_depthwise.cu and conv_small_channel.cu. Node semantics: src/ir/ops/conv.cpp.
 //
 // Tactics, one per algorithm cuDNN's heuristics accept for the node's exact
 // descriptors (workspace at most kWorkspaceCap; the builder times them):
@@ -9,6 +9,7 @@
 //   cudnn:<algo>      cudnnConvolutionForward, then one launch of the shared
 //                     epilogue (epilogue.h) for bias, Z and any activation
 //   dw_direct         conv_depthwise.cu
+//   small_c_mma       conv_small_channel.cu (C <= 4 stems)
 // Descriptors carry each value's real strides, so any mix of NCHW / NHWC
 // works; weights use the filter format that matches X (KCRS for NCHW, KRSC
 // for channels-last, repacked at load). FP32 runs with FMA math unless the
@@ -23,6 +24,7 @@
 
 #include "backends/cuda/common.h"
 #include "backends/cuda/conv_depthwise.h"
+#include "backends/cuda/conv_small_channel.h"
 #include "backends/cuda/epilogue.h"
 #include "backends/cuda/kernel.h"
 #include "backends/cuda/libraries.h"
@@ -445,6 +447,7 @@ std::vector<Tactic> conv_tactics(const ir::Node& n, std::string* why) {
     return {Tactic{"empty", [] { return std::unique_ptr<Kernel>(new EmptyKernel()); }}};
   std::vector<Tactic> out = depthwise_tactics(n, &reason);
   std::string dw_why = reason;
+  for (Tactic& t : small_channel_tactics(n, nullptr)) out.push_back(std::move(t));
   ConvPlan p;
   if (ir::numel_of(x->dims) == 0) {
     reason = "empty input";

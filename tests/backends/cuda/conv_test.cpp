@@ -1,4 +1,4 @@
-// CUDA Conv tactics (cuDNN, cuDNN fused, dw_direct) against the CPU kernel,
+// CUDA Conv tactics (cuDNN, cuDNN fused, dw_direct, small_c_mma) against the CPU kernel,
 // in fp32 and fp16, linear and channels-last, through the parity harness.
 #include <gtest/gtest.h>
 
@@ -225,6 +225,48 @@ TEST(CudaConv, Fp32WithoutTf32StaysPrecise) {
   o.fp16 = false;
   o.tol_fp32 = 1e-4;
   run_case(plain({1, 64, 12, 12}, {32, 64, 3, 3}, 1, 1), 95, o);
+}
+
+// Stems on few input channels get small_c_mma in fp16 channels-last: ResNet's
+// 7x7/2 on RGB and VGG's 3x3 (both 64 channels), MobileNet's 3x3/2 to 16 with
+// asymmetric pads, a 5x5 on one channel to 32 and a 4-channel stride 3;
+// spatial sizes leave partial 8x16 tiles, the batch spans tiles.
+TEST(CudaConv, SmallChannelStemsOfferSmallCMma) {
+  KILN_REQUIRE_GPU();
+  std::vector<Case> cases;
+  Case resnet = plain({2, 3, 37, 45}, {64, 3, 7, 7}, 2, 3);
+  resnet.act = "Relu";
+  cases.push_back(resnet);
+  Case vgg = plain({1, 3, 20, 33}, {64, 3, 3, 3}, 1, 1);
+  vgg.bias = false;
+  cases.push_back(vgg);
+  Case mobilenet = plain({2, 3, 17, 19}, {16, 3, 3, 3}, 2, 1);
+  mobilenet.pads = {0, 1, 1, 0};
+  mobilenet.act = "HardSwish";
+  cases.push_back(mobilenet);
+  Case gray = plain({1, 1, 12, 40}, {32, 1, 5, 5}, 1, 2);
+  gray.act = "Clip";
+  gray.act_params = {-0.5f, 0.5f};
+  cases.push_back(gray);
+  cases.push_back(plain({3, 4, 29, 31}, {16, 4, 7, 7}, 3, 2));
+  uint32_t seed = 70;
+  for (const Case& c : cases) {
+    test::ParityOptions o;
+    o.fp32 = false;  // the tactic is fp16-only; cuDNN's fp32 paths are covered above
+    EXPECT_TRUE(has_prefix(run_case(c, seed++, o), "small_c_mma")) << "case " << seed - 70;
+  }
+}
+
+TEST(CudaConv, SmallChannelMmaDeclinesWhatItDoesNotCover) {
+  KILN_REQUIRE_GPU();
+  test::ParityOptions o;
+  o.fp32 = false;
+  // 8 input channels, 48 output channels, a residual: library tactics only.
+  EXPECT_FALSE(has_prefix(run_case(plain({1, 8, 10, 10}, {64, 8, 3, 3}, 1, 1), 80, o), "small_c_mma"));
+  EXPECT_FALSE(has_prefix(run_case(plain({1, 3, 10, 10}, {48, 3, 3, 3}, 1, 1), 81, o), "small_c_mma"));
+  Case z = plain({1, 3, 10, 10}, {64, 3, 3, 3}, 1, 1);
+  z.residual = true;
+  EXPECT_FALSE(has_prefix(run_case(z, 82, o), "small_c_mma"));
 }
 
 }  // namespace

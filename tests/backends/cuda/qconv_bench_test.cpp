@@ -9,12 +9,16 @@
 // (Int8AgainstFp16Timings: a layer of each kind; OneByOneGemmTimings: every
 // stride-1 1x1 layer shape of ResNet-50). It fails if a tactic offered for a
 // layer throws, or if no tactic of either precision runs.
+// To profile one kernel alone (Nsight Compute), narrow the run with
+// KILN_QBENCH_LAYER, KILN_QBENCH_TACTIC (substrings of the printed names) and
+// KILN_QBENCH_BATCH.
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -110,6 +114,12 @@ std::unique_ptr<ir::Graph> make_node(const Layer& L, int64_t n, bool int8, ir::N
   return g;
 }
 
+// Whether `name` contains the environment variable `var`'s value (or it is unset).
+bool selected(const char* var, const std::string& name) {
+  const char* want = std::getenv(var);
+  return !want || name.find(want) != std::string::npos;
+}
+
 struct Timed {
   std::string name;
   double ms = NAN;
@@ -134,6 +144,7 @@ std::vector<Timed> time_tactics(const ir::Node& n, cudaStream_t stream, cuda::Li
   std::vector<void*> out_ptrs{keep.back().get()};
   std::vector<Timed> out;
   for (const cuda::Tactic& t : cuda::Registry::global().tactics(n)) {
+    if (!selected("KILN_QBENCH_TACTIC", t.name)) continue;
     Timed r{t.name};
     try {
       auto k = t.make();
@@ -179,7 +190,9 @@ void time_layers(const std::vector<Layer>& layers) {
   cuda::Libraries libs(stream);
   std::printf("%-40s %5s  %-50s %9s   (INT8 tactics | FP16 tactics)\n", "layer", "batch", "tactic", "ms");
   for (int64_t batch : {int64_t(256), int64_t(32)}) {
+    if (!selected("KILN_QBENCH_BATCH", std::to_string(batch))) continue;
     for (const Layer& L : layers) {
+      if (!selected("KILN_QBENCH_LAYER", L.name)) continue;
       ir::Node* qn = nullptr;
       ir::Node* fn = nullptr;
       auto qg = make_node(L, batch, true, &qn);
@@ -192,7 +205,8 @@ void time_layers(const std::vector<Layer>& layers) {
         std::printf("%-40s %5lld  fp16 %-45s %9.4f\n", L.name, (long long)batch, t.name.c_str(), t.ms);
       const Timed* bq = best(q);
       const Timed* bf = best(f);
-      EXPECT_TRUE(bq && bf) << L.name << " batch " << batch << ": no tactic of one precision ran";
+      if (!std::getenv("KILN_QBENCH_TACTIC"))
+        EXPECT_TRUE(bq && bf) << L.name << " batch " << batch << ": no tactic of one precision ran";
       if (bq && bf)
         std::printf("== %-37s %5lld  int8 gemm %s  int8 other %s  fp16 %s  fp16/int8 %.2fx\n", L.name,
                     (long long)batch, describe(best(q, 1)).c_str(), describe(best(q, 0)).c_str(),

@@ -12,6 +12,9 @@
 //   qconv_direct  one thread per output, any group / window / layout
 //   qconv_dp4a    __dp4a over 4 channels at a time: channels-last X,
 //                 C/group a multiple of 4
+//   qconv_1x1_mma 1x1 convolutions (any stride, no padding) with C a
+//                 multiple of 64 up to 512 and K of 64, on int8 mma.sync
+//                 (qconv_mma.cu): the memory-bound ResNet 1x1s
 //   cutlass_sm90_i8:<config>  (cutlass/qconv_cutlass.h) Hopper tensor cores
 //   cutlass_sm90_i8gemm:<config>  1x1 stride-1 unpadded convs as persistent CUTLASS
 //                 GEMMs (cutlass/qconv_cutlass.h)
@@ -93,6 +96,12 @@ DirectArgs direct_args(const Plan& p);
 // Enqueue one launch on `s`; throw kiln::Error on a launch failure.
 void launch_direct(const DirectArgs& a, cudaStream_t s);
 void launch_dp4a(const DirectArgs& a, cudaStream_t s);
+
+// ---- qconv_1x1_mma (qconv_mma.cu) -------------------------------------------
+
+// "" when qconv_1x1_mma runs `p`; otherwise why not.
+std::string mma_refusal(const Plan& p);
+std::unique_ptr<Kernel> make_mma_kernel(const Plan& p);
 
 // Copies the first k of kp channels of packed rows [n * p * q][kp] into Y
 // (logical [n, k, p, q], element strides ys); elements of `esize` bytes (1,

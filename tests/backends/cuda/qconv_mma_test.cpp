@@ -1,0 +1,105 @@
+// kiln::QConv 1x1 convolutions on qconv_1x1_mma (int8 mma.sync, qconv_mma.cu)
+// against the CPU QConv kernel, next to every other tactic offered for the
+// same node (qconv_check.h: layout mixes, tolerances). The tactic must be
+// offered channels-last wherever it applies (1x1, no padding, groups 1, C a
+// multiple of 64 up to 512, K a multiple of 64, int8 or fp16 Y and Z) and
+// nowhere else.
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "backends/cuda/qconv_check.h"
+
+namespace kiln {
+namespace {
+
+using qconv_check::check_case;
+using qconv_check::QCase;
+
+constexpr const char* kMma = "qconv_1x1_mma";
+
+QCase one_by_one(const char* name, int64_t n, int64_t c, int64_t hw, int64_t k, uint32_t seed) {
+  QCase q;
+  q.name = name;
+  q.n = n, q.c = c, q.h = hw, q.w = hw, q.k = k, q.r = 1, q.s = 1;
+  q.pads = {0, 0, 0, 0};
+  q.act = "Relu";
+  q.seed = seed;
+  return q;
+}
+
+bool offers_mma(const QCase& c) { return check_case(c).count(kMma) > 0; }
+
+// ResNet-50 layer1 conv1 (64 -> 64) at batch 12: 37632 pixels, more 128-pixel
+// tiles than resident CTAs, so each CTA loops and prefetches across tiles.
+TEST(CudaQConvMma, Layer1Conv1ManyTilesPerCta) {
+  KILN_REQUIRE_GPU();
+  EXPECT_TRUE(offers_mma(one_by_one("1x1 56x56 C64 K64 relu n12", 12, 64, 56, 64, 301)));
+}
+
+// layer1 conv3 shape with an int8 shortcut; a partial last tile (162 pixels).
+TEST(CudaQConvMma, Int8ResidualPartialTile) {
+  KILN_REQUIRE_GPU();
+  QCase c = one_by_one("1x1 9x9 C64 K256 int8 Z relu", 2, 64, 9, 256, 302);
+  c.z = DataType::kInt8;
+  EXPECT_TRUE(offers_mma(c));
+}
+
+// A reduction of 8 chunks (C = 512), two channel blocks, no activation, no bias.
+TEST(CudaQConvMma, DeepestReductionNoActivationNoBias) {
+  KILN_REQUIRE_GPU();
+  QCase c = one_by_one("1x1 7x7 C512 K128 none", 3, 512, 7, 128, 303);
+  c.act = "";
+  c.bias = false;
+  EXPECT_TRUE(offers_mma(c));
+}
+
+// The strided downsample of a bottleneck: 1x1 stride 2, 256 -> 512.
+TEST(CudaQConvMma, Stride2Downsample) {
+  KILN_REQUIRE_GPU();
+  QCase c = one_by_one("1x1/2 13x13 C256 K512", 2, 256, 13, 512, 304);
+  c.strides = {2, 2};
+  c.act = "";
+  EXPECT_TRUE(offers_mma(c));
+}
+
+// fp16 outputs with an int8 and with an fp16 residual; Clip and LeakyRelu
+// take the generic activation path.
+TEST(CudaQConvMma, Fp16OutputsAndResiduals) {
+  KILN_REQUIRE_GPU();
+  QCase c = one_by_one("1x1 7x7 C128 K192 int8 Z clip fp16 out", 2, 128, 7, 192, 305);
+  c.z = DataType::kInt8;
+  c.to = DataType::kFloat16;
+  c.act = "Clip";
+  c.act_params = {-0.5f, 1.5f};
+  EXPECT_TRUE(offers_mma(c));
+  c = one_by_one("1x1 6x6 C64 K64 fp16 Z leaky fp16 out", 2, 64, 6, 64, 306);
+  c.z = DataType::kFloat16;
+  c.to = DataType::kFloat16;
+  c.act = "LeakyRelu";
+  c.act_params = {0.1f};
+  EXPECT_TRUE(offers_mma(c));
+}
+
+TEST(CudaQConvMma, DeclinesWhatItDoesNotCover) {
+  KILN_REQUIRE_GPU();
+  QCase c = one_by_one("1x1 C48", 1, 48, 6, 64, 310);
+  EXPECT_FALSE(offers_mma(c));
+  c = one_by_one("1x1 C1024", 1, 1024, 3, 64, 311);
+  EXPECT_FALSE(offers_mma(c));
+  c = one_by_one("1x1 K80", 1, 64, 6, 80, 312);
+  EXPECT_FALSE(offers_mma(c));
+  c = one_by_one("1x1 pad 1", 1, 64, 6, 64, 313);
+  c.pads = {1, 1, 1, 1};
+  EXPECT_FALSE(offers_mma(c));
+  c = one_by_one("3x3", 1, 64, 6, 64, 314);
+  c.r = c.s = 3;
+  c.pads = {1, 1, 1, 1};
+  EXPECT_FALSE(offers_mma(c));
+  c = one_by_one("1x1 fp32 out", 1, 64, 6, 64, 315);
+  c.to = DataType::kFloat32;
+  EXPECT_FALSE(offers_mma(c));
+}
+
+}  // namespace
+}  // namespace kiln

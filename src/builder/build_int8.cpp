@@ -88,27 +88,20 @@ void apply_int8(ir::Graph& g, const Network& network, const BuilderConfig& c) {
   std::map<std::string, std::string> timed;
 #ifdef KILN_WITH_CUDA
   if (c.device == Device::kCuda) {
-    // Time INT8 against float per layer on copies and reassign without the
-    // layers float wins. A layer's INT8 time depends on its neighbours (an
-    // INT8 reader saves it a dequantize, an INT8 producer a quantize), so
-    // the survivors are timed again in their new company until none loses.
+    // Time INT8 against float per layer on copies and choose over the whole
+    // network (cuda_build.h), then reassign without the layers float wins.
     const cuda_build::Options co = cuda_options(c);
     const std::set<std::string> forced(c.int8_layers.begin(), c.int8_layers.end());
     size_t returned = 0;
-    for (int round = 0; round < 4; ++round) {
-      auto trial = clone_graph(g);
-      if (quant::assign_int8(*trial, scales, o).quantized == 0) break;
-      size_t now = 0;
-      for (const std::string& l : cuda_build::int8_slower_layers(*trial, g, co, &timed)) {
-        if (forced.count("*") || forced.count(l)) continue;  // the user's choice stands
+    auto trial = clone_graph(g);
+    if (quant::assign_int8(*trial, scales, o).quantized > 0) {
+      for (const std::string& l : cuda_build::int8_slower_layers(*trial, g, co, forced, &timed)) {
         o.keep_float.insert(l);
-        o.keep_reason[l] = "faster in float on this GPU";
-        ++now;
+        o.keep_reason[l] = "the network is faster with it in float on this GPU";
+        ++returned;
       }
-      if (!now) break;
-      returned += now;
     }
-    log_message(Severity::kInfo, "int8: " + std::to_string(returned) + " conv layer(s) faster in float stay float");
+    log_message(Severity::kInfo, "int8: " + std::to_string(returned) + " conv layer(s) stay float: the network is faster so");
   }
 #endif
   for (auto& [layer, text] : timed) {

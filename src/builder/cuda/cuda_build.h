@@ -72,13 +72,19 @@ std::set<std::string> choose_fp32_layers(ir::Graph& g, const Options& o);
 // unless --fp16-layer names them.
 std::set<std::string> plugin_input_layers(const ir::Graph& g);
 
-// INT8 builds: the QConv layers of `int8_graph` that run faster in float.
-// Both graphs (the same layers before and after quant::assign_int8) are
-// formatted and timed on copies; a QConv is slower when its layer in
-// `float_graph` (FP16 where o.fp16 allows) beats it plus its share of the
-// quantize layers feeding it. `why` receives "int8 X ms vs fp16 Y ms: ..."
-// per compared layer.
+// INT8 builds: the QConv layers of `int8_graph` to return to float. Both
+// graphs (the same layers before and after quant::assign_int8) are formatted
+// and timed on copies. An INT8 layer's worth depends on its neighbours (a
+// float producer feeding an INT8 reader needs a quantize layer; ResNet's 3x3
+// convs can lose in INT8 alone yet cost less than the two reformats their
+// return to float creates), so the choice is choose_precision's over the
+// whole network with INT8 in the FP32 role: per-layer times from the two
+// copies, one reformat per tensor whose producer and quantized reader
+// disagree (cost by bytes, at the bandwidth of the quantize layers timed),
+// residual reads free. Layers in `pinned_int8` (or all, with "*") stay INT8.
+// `why` receives "int8 X ms vs fp16 Y ms: int8|float" per compared layer.
 std::set<std::string> int8_slower_layers(const ir::Graph& int8_graph, const ir::Graph& float_graph, const Options& o,
+                                         const std::set<std::string>& pinned_int8,
                                          std::map<std::string, std::string>* why);
 
 }  // namespace kiln::cuda_build

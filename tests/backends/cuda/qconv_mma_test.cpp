@@ -6,8 +6,11 @@
 // nowhere else.
 #include <gtest/gtest.h>
 
+#include <memory>
 #include <string>
+#include <vector>
 
+#include "backends/cuda/common.h"
 #include "backends/cuda/qconv_check.h"
 
 namespace kiln {
@@ -79,6 +82,41 @@ TEST(CudaQConvMma, Fp16OutputsAndResiduals) {
   c.act = "LeakyRelu";
   c.act_params = {0.1f};
   EXPECT_TRUE(offers_mma(c));
+}
+
+// The shared-memory limit is per kernel function: a node made after a larger
+// one of the same variant (C = 64 after C = 512) must leave the larger one
+// launchable.
+TEST(CudaQConvMma, SmallerNodeKeepsALargerOnesSharedMemory) {
+  KILN_REQUIRE_GPU();
+  qconv_check::Built big = qconv_check::build(one_by_one("1x1 C512", 1, 512, 4, 64, 320));
+  qconv_check::Built small = qconv_check::build(one_by_one("1x1 C64", 1, 64, 4, 64, 321));
+  auto mma_kernel = [](qconv_check::Built& b) -> std::unique_ptr<cuda::Kernel> {
+    b.node->inputs[0]->layout = b.node->outputs[0]->layout = ir::Layout::kNHWC;
+    for (const cuda::Tactic& t : cuda::Registry::global().tactics(*b.node))
+      if (t.name == kMma) return t.make();
+    return nullptr;
+  };
+  std::unique_ptr<cuda::Kernel> kb = mma_kernel(big), ks = mma_kernel(small);
+  ASSERT_TRUE(kb && ks);
+  std::vector<cuda::DevicePtr> keep;
+  std::vector<const void*> in;
+  for (size_t i = 0; i < big.node->inputs.size(); ++i) {
+    const ir::Value* v = big.node->inputs[i];
+    if (!v || !big.host[i]) {
+      in.push_back(nullptr);
+      continue;
+    }
+    const std::vector<uint8_t> bytes = test::to_layout(*big.host[i], *v);
+    keep.push_back(cuda::upload(bytes.data(), bytes.size()));
+    in.push_back(keep.back().get());
+  }
+  const ir::Value& y = *big.node->outputs[0];
+  std::vector<uint8_t> out(size_t(ir::numel_of(y.dims)) * dtype_size(y.dtype));
+  cuda::DevicePtr yd = cuda::device_alloc(out.size());
+  ASSERT_NO_THROW(kb->enqueue(in, {yd.get()}, cuda::Launch{}));
+  ASSERT_EQ(cudaMemcpy(out.data(), yd.get(), out.size(), cudaMemcpyDeviceToHost), cudaSuccess);
+  qconv_check::compare(test::from_layout(out, y), big.ref, 1e-5, "C512 after C64");
 }
 
 TEST(CudaQConvMma, DeclinesWhatItDoesNotCover) {

@@ -29,20 +29,12 @@ std::map<std::string, double> layer_times(ir::Graph& g, const Options& t) {
 
 bool is_quantize(const ir::Node& n) { return n.op_type == "Reformat" && n.name.rfind("quantize:", 0) == 0; }
 
-// Cost of one reformat between float and int8 of a tensor of `count`
-// elements in its own layout: ms per byte moved (float read plus int8
-// written) from the quantize layers timed in the INT8 copy that keep their
-// layout; without any, 2 TB/s. (A quantize that also changes the layout, like
-// the network input's, is slower per byte and would overprice the rest.)
-struct ReformatCost {
-  double ms_per_byte = 1.0 / 2.0e9, launch_ms = 0.003;
-  double operator()(int64_t count, int float_bytes) const {
-    return launch_ms + double(count) * double(float_bytes + 1) * ms_per_byte;
-  }
-};
-
-ReformatCost fit_reformat_cost(const ir::Graph& gi, const std::map<std::string, double>& ms_i) {
-  ReformatCost c;
+// The bandwidth of the quantize layers timed in the INT8 copy that keep
+// their layout (a quantize that also changes the layout, like the network
+// input's, is slower per byte and would overprice the rest); without any,
+// the default.
+Int8ReformatCost fit_reformat_cost(const ir::Graph& gi, const std::map<std::string, double>& ms_i) {
+  Int8ReformatCost c;
   double ms = 0, bytes = 0;
   for (auto& n : gi.nodes()) {
     auto t = ms_i.find(n->name);
@@ -74,27 +66,36 @@ std::set<std::string> int8_slower_layers(const ir::Graph& int8_graph, const ir::
   const auto ms_f = layer_times(*gf, t);
   save_timing_cache(*t.cache);
 
-  // The problem on float_graph's structure (names are shared with the INT8
-  // copy): "fp16" is float, "fp32" is INT8.
-  std::set<std::string> qconvs;
+  std::map<std::string, double> qconv_ms;
   for (auto& n : gi->nodes())
-    if (n->op_type == "QConv") qconvs.insert(n->name);
+    if (n->op_type == "QConv" && ms_i.count(n->name)) qconv_ms[n->name] = ms_i.at(n->name);
+  const PrecisionProblem p =
+      int8_problem(float_graph, qconv_ms, ms_f, pinned_int8, fit_reformat_cost(*gi, ms_i), o.fp16 ? 2 : 4);
+  return int8_choice(p, o.fp16, why);
+}
+
+double Int8ReformatCost::operator()(int64_t count, int float_bytes) const {
+  return launch_ms + double(count) * double(float_bytes + 1) * ms_per_byte;
+}
+
+PrecisionProblem int8_problem(const ir::Graph& float_graph, const std::map<std::string, double>& int8_ms,
+                              const std::map<std::string, double>& float_ms, const std::set<std::string>& pinned_int8,
+                              const Int8ReformatCost& cost, int float_bytes) {
+  // "fp16" is float, "fp32" is INT8.
   PrecisionProblem p;
   p.fp32_margin_ms = 0.0002;  // INT8 must win beyond timing noise; ties keep float
   p.fp32_margin_rel = 0.02;
   std::map<const ir::Node*, int> index;
   for (auto& n : float_graph.nodes()) {
-    if (!qconvs.count(n->name) || !ms_i.count(n->name) || !ms_f.count(n->name)) continue;
+    if (!int8_ms.count(n->name) || !float_ms.count(n->name)) continue;
     index[n.get()] = int(p.layers.size());
     PrecisionLayer l;
     l.name = n->name;
-    l.fp16_ms = ms_f.at(n->name);
-    l.fp32_ms = ms_i.at(n->name);
+    l.fp16_ms = float_ms.at(n->name);
+    l.fp32_ms = int8_ms.at(n->name);
     l.pin = pinned_int8.count("*") || pinned_int8.count(n->name) ? PrecisionLayer::kFp32 : PrecisionLayer::kFree;
     p.layers.push_back(l);
   }
-  const ReformatCost cost = fit_reformat_cost(*gi, ms_i);
-  const int float_bytes = o.fp16 ? 2 : 4;
   auto add_tensor = [&](const ir::Value* v) {
     if (!v || v->is_constant()) return;
     PrecisionTensor te;
@@ -121,7 +122,10 @@ std::set<std::string> int8_slower_layers(const ir::Graph& int8_graph, const ir::
   for (const ir::Value* v : float_graph.inputs) add_tensor(v);
   for (auto& n : float_graph.nodes())
     for (const ir::Value* v : n->outputs) add_tensor(v);
+  return p;
+}
 
+std::set<std::string> int8_choice(const PrecisionProblem& p, bool fp16, std::map<std::string, std::string>* why) {
   const PrecisionChoice c = choose_precision(p);
   std::set<std::string> slower;
   for (size_t k = 0; k < p.layers.size(); ++k) {
@@ -133,7 +137,7 @@ std::set<std::string> int8_slower_layers(const ir::Graph& int8_graph, const ir::
     // caller notes the request); the others record the choice.
     const bool says_int8 = l.pin == PrecisionLayer::kFree ? int8 : l.fp32_ms <= l.fp16_ms;
     char buf[160];
-    std::snprintf(buf, sizeof buf, "int8 %.4f ms vs %s %.4f ms: %s", l.fp32_ms, o.fp16 ? "fp16" : "fp32", l.fp16_ms,
+    std::snprintf(buf, sizeof buf, "int8 %.4f ms vs %s %.4f ms: %s", l.fp32_ms, fp16 ? "fp16" : "fp32", l.fp16_ms,
                   says_int8 ? "int8" : "float");
     (*why)[l.name] = buf;
   }

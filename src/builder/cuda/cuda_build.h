@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "builder/cuda/choose_precision.h"
 #include "ir/graph.h"
 
 namespace kiln::cuda_build {
@@ -86,5 +87,21 @@ std::set<std::string> plugin_input_layers(const ir::Graph& g);
 std::set<std::string> int8_slower_layers(const ir::Graph& int8_graph, const ir::Graph& float_graph, const Options& o,
                                          const std::set<std::string>& pinned_int8,
                                          std::map<std::string, std::string>* why);
+
+// The two halves of that choice, apart from the timing (tested without a GPU):
+// a reformat between float and int8 priced by bytes moved (float read, int8
+// written) plus a launch;
+struct Int8ReformatCost {
+  double ms_per_byte = 1.0 / 2.0e9, launch_ms = 0.003;
+  double operator()(int64_t count, int float_bytes) const;
+};
+// the problem on float_graph's structure: a layer per node timed in both
+// maps (by name), a tensor per activation that a candidate produces or
+// reads as its quantized input (input 0);
+PrecisionProblem int8_problem(const ir::Graph& float_graph, const std::map<std::string, double>& int8_ms,
+                              const std::map<std::string, double>& float_ms, const std::set<std::string>& pinned_int8,
+                              const Int8ReformatCost& cost, int float_bytes);
+// and its solution: the layers to keep float, with `why` filled as above.
+std::set<std::string> int8_choice(const PrecisionProblem& p, bool fp16, std::map<std::string, std::string>* why);
 
 }  // namespace kiln::cuda_build

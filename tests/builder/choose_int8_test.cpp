@@ -1,0 +1,90 @@
+// The INT8 choice of CUDA builds apart from the timing: the problem built on
+// a graph's structure (which tensors cost a reformat, which reads are free)
+// and the answer for hand-made times. A ResNet-like run x -> a (1x1) -> b
+// (3x3) -> c (1x1, residual x) -> y, where b alone is slower in INT8.
+#include <gtest/gtest.h>
+
+#ifdef KILN_WITH_CUDA
+
+#include <map>
+#include <set>
+#include <string>
+
+#include "builder/cuda/cuda_build.h"
+
+namespace kiln {
+namespace {
+
+using cuda_build::Int8ReformatCost;
+using cuda_build::int8_choice;
+using cuda_build::int8_problem;
+
+// The structure only: Conv nodes on activations of `count` elements.
+struct Chain {
+  ir::Graph g;
+  explicit Chain(int64_t count) {
+    auto act = [&](const char* name) {
+      ir::Value* v = g.add_value(name);
+      v->dims = {count};
+      return v;
+    };
+    ir::Value *x = act("x"), *ta = act("ta"), *tb = act("tb"), *y = act("y");
+    g.inputs = {x};
+    g.add_node("Conv", "a", {x}, {ta});
+    g.add_node("Conv", "b", {ta}, {tb});
+    g.add_node("Conv", "c", {tb, nullptr, nullptr, x}, {y});  // x read again as the residual
+    g.outputs = {y};
+  }
+};
+
+const std::map<std::string, double> kInt8 = {{"a", 0.05}, {"b", 0.20}, {"c", 0.16}};
+const std::map<std::string, double> kFloat = {{"a", 0.20}, {"b", 0.145}, {"c", 0.40}};
+
+TEST(ChooseInt8, ReformatsOnlyWhereProducerAndQuantizedReaderMayDisagree) {
+  Chain ch(1000000);
+  Int8ReformatCost cost;
+  const auto p = int8_problem(ch.g, kInt8, kFloat, {}, cost, 2);
+  ASSERT_EQ(p.layers.size(), 3u);
+  // x (read quantized by a; its residual read by c is free), ta, tb, y; every
+  // one priced at 3 bytes per element plus a launch.
+  ASSERT_EQ(p.tensors.size(), 4u);
+  for (const auto& t : p.tensors) EXPECT_DOUBLE_EQ(t.reformat_ms, cost(1000000, 2)) << t.name;
+  EXPECT_EQ(p.tensors[0].name, "x");
+  ASSERT_EQ(p.tensors[0].reads.size(), 1u);  // a's quantized input; not c's residual
+  EXPECT_EQ(p.tensors[0].reads[0].layer, 0);
+  EXPECT_EQ(p.tensors[3].name, "y");
+  ASSERT_EQ(p.tensors[3].reads.size(), 1u);  // the graph output reads float
+  EXPECT_EQ(p.tensors[3].reads[0].layer, -1);
+}
+
+// b loses 0.055 ms in INT8 alone, but returning it to float adds two
+// reformats (0.033 ms each at 20M elements): the whole run stays INT8.
+TEST(ChooseInt8, ALayerSlowerAloneStaysInt8WhenItsReformatsCostMore) {
+  Chain ch(20000000);
+  std::map<std::string, std::string> why;
+  const std::set<std::string> f = int8_choice(int8_problem(ch.g, kInt8, kFloat, {}, {}, 2), true, &why);
+  EXPECT_TRUE(f.empty()) << *f.begin();
+  EXPECT_EQ(why.at("b"), "int8 0.2000 ms vs fp16 0.1450 ms: int8");
+}
+
+// With tensors large enough that the reformats at the run's ends cost more
+// than INT8 saves, everything stays float.
+TEST(ChooseInt8, EverythingFloatWhenTheRunDoesNotPayForItsEnds) {
+  Chain ch(200000000);
+  const std::set<std::string> f = int8_choice(int8_problem(ch.g, kInt8, kFloat, {}, {}, 2), true, nullptr);
+  EXPECT_EQ(f, (std::set<std::string>{"a", "b", "c"}));
+}
+
+// A pinned layer stays INT8 and records what timing alone says.
+TEST(ChooseInt8, PinnedLayerStaysInt8) {
+  Chain ch(200000000);
+  std::map<std::string, std::string> why;
+  const std::set<std::string> f = int8_choice(int8_problem(ch.g, kInt8, kFloat, {"b"}, {}, 2), true, &why);
+  EXPECT_FALSE(f.count("b"));
+  EXPECT_EQ(why.at("b"), "int8 0.2000 ms vs fp16 0.1450 ms: float");
+}
+
+}  // namespace
+}  // namespace kiln
+
+#endif  // KILN_WITH_CUDA

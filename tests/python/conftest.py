@@ -61,3 +61,17 @@ def tiny_model(tmp_path, rng):
 def dynamic_model(tmp_path, rng):
     """The tiny model with a symbolic batch dimension N."""
     return make_tiny_model(tmp_path / "dynamic.onnx", rng, batch="N")
+
+
+@pytest.fixture
+def exact_model(tmp_path):
+    """The INT8 tests' conv/relu model with dyadic weights (int8_support.py)."""
+    from int8_support import conv_relu_model
+    return conv_relu_model(tmp_path / "exact.onnx", exact=True)
+
+
+@pytest.fixture
+def gauss_model(tmp_path):
+    """The same model with Gaussian weights."""
+    from int8_support import conv_relu_model
+    return conv_relu_model(tmp_path / "gauss.onnx", exact=False)

@@ -20,6 +20,7 @@
 #include "ir/op_registry.h"
 #include "kiln/kiln.h"
 #include "support/op_test.h"
+#include "support/small_graphs.h"
 
 namespace kiln {
 namespace {
@@ -38,26 +39,7 @@ std::vector<bool> bools(std::initializer_list<int> v) {
 
 // x [1,3,8,8] -> conv (channels-last in FP16) -> c -> relu (keeps the layout)
 // -> r -> mm (MatMul with a constant [8,8]: reads row-major) -> y.
-std::unique_ptr<ir::Graph> conv_relu_matmul() {
-  auto g = std::make_unique<ir::Graph>();
-  ir::Value* x = g->add_value("x");
-  x->dtype = DataType::kFloat32;
-  x->dims = {1, 3, 8, 8};
-  x->has_shape = true;
-  g->inputs.push_back(x);
-  ir::Value* w = g->add_constant("w", test::random_tensor(DataType::kFloat32, {4, 3, 3, 3}, 1));
-  ir::Value* m = g->add_constant("m", test::random_tensor(DataType::kFloat32, {8, 8}, 2));
-  ir::Value* c = g->add_value("c");
-  ir::Value* r = g->add_value("r");
-  ir::Value* y = g->add_value("y");
-  ir::Node* conv = g->add_node("Conv", "conv", {x, w}, {c});
-  conv->attrs["pads"] = test::attr_ints({1, 1, 1, 1});
-  g->add_node("Relu", "relu", {c}, {r});
-  g->add_node("MatMul", "mm", {r, m}, {y});
-  g->outputs.push_back(y);
-  ir::infer_shapes(*g, nullptr);
-  return g;
-}
+std::unique_ptr<ir::Graph> conv_relu_matmul() { return test::conv_relu_then("MatMul", "mm"); }
 
 const PrecisionTensor* find_tensor(const PrecisionProblem& p, const std::string& name) {
   for (auto& t : p.tensors)

@@ -7,29 +7,12 @@
 #include "builder/cuda/cuda_build.h"
 #include "ir/op_registry.h"
 #include "support/op_test.h"
+#include "support/small_graphs.h"
 
 namespace kiln {
 namespace {
 
-std::unique_ptr<ir::Graph> conv_relu_flatten() {
-  auto g = std::make_unique<ir::Graph>();
-  ir::Value* x = g->add_value("x");
-  x->dtype = DataType::kFloat32;
-  x->dims = {1, 3, 8, 8};
-  x->has_shape = true;
-  g->inputs.push_back(x);
-  ir::Value* w = g->add_constant("w", test::random_tensor(DataType::kFloat32, {4, 3, 3, 3}, 1));
-  ir::Value* c = g->add_value("c");
-  ir::Value* r = g->add_value("r");
-  ir::Value* y = g->add_value("y");
-  ir::Node* conv = g->add_node("Conv", "conv", {x, w}, {c});
-  conv->attrs["pads"] = test::attr_ints({1, 1, 1, 1});
-  g->add_node("Relu", "relu", {c}, {r});
-  g->add_node("Flatten", "flat", {r}, {y});
-  g->outputs.push_back(y);
-  ir::infer_shapes(*g, nullptr);
-  return g;
-}
+std::unique_ptr<ir::Graph> conv_relu_flatten() { return test::conv_relu_then("Flatten", "flat"); }
 
 const ir::Node* producer(const ir::Graph& g, const std::string& value) { return g.value(value)->producer; }
 

@@ -54,4 +54,12 @@ double graph_replay_ms(const std::function<void()>& enqueue, cudaStream_t s, int
 // Constant input k of n as a host tensor (nullptr if absent or not constant).
 const ir::Tensor* constant_input(const ir::Node& n, size_t k);
 
+// For a persistent kernel `fn` of `threads` threads and `smem` bytes of
+// dynamic shared memory: how many of its CTAs are resident on the current
+// GPU at once. Raises fn's shared-memory limit to the device's maximum, not
+// to `smem`: the limit belongs to the function, shared by every node that
+// launches it, and a later, smaller node must not lower it under an earlier
+// one. Throws kInternal naming `what` when one CTA does not fit an SM.
+int resident_ctas(const void* fn, int threads, int smem, const char* what);
+
 }  // namespace kiln::cuda

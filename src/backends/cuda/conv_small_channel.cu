@@ -262,18 +262,8 @@ class SmallChannelConv : public Kernel {
       b_ = upload(bf.data(), bf.size() * sizeof(float));
     }
     smem_ = smem_bytes(p_, k_);
-    int dev = 0, sms = 0, per_sm = 0, optin = 0;
-    KILN_CUDA_CHECK(cudaGetDevice(&dev));
-    // The limit is per kernel function, shared by every node using this
-    // instance: raise it to the device's maximum, not to this node's need (a
-    // later, smaller node would lower it under an earlier, larger one).
-    KILN_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
-    if (smem_ > optin) throw_internal("small_c_mma: " + std::to_string(smem_) + " bytes of shared memory needed");
-    KILN_CUDA_CHECK(cudaFuncSetAttribute(fn_, cudaFuncAttributeMaxDynamicSharedMemorySize, optin));
-    KILN_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
-    KILN_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, fn_, kThreads, smem_));
-    if (per_sm < 1) throw_internal("small_c_mma: the kernel does not fit an SM (" + std::to_string(smem_) + " bytes)");
-    grid_ = unsigned(std::min<int64_t>(p_.tiles, int64_t(per_sm) * sms));
+    const int resident = resident_ctas(reinterpret_cast<const void*>(fn_), kThreads, smem_, "small_c_mma");
+    grid_ = unsigned(std::min<int64_t>(p_.tiles, resident));
   }
 
   void enqueue(const std::vector<const void*>& in, const std::vector<void*>& out, const Launch& l) const override {

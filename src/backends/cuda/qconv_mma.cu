@@ -340,19 +340,9 @@ class MmaKernel : public Kernel {
     b_ = upload(b.data(), b.size() * sizeof(float));
     smem_ = smem_bytes(a_.c, a_.z_slots, a_.y_kind);
     fn_ = pick_variant(a_);
-    int dev = 0, sms = 0, per_sm = 0, optin = 0;
-    KILN_CUDA_CHECK(cudaGetDevice(&dev));
-    // The limit is per kernel function, shared by every node using this
-    // variant: raise it to the device's maximum, not to this node's need (a
-    // later, smaller node would lower it under an earlier, larger one).
-    KILN_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
-    if (smem_ > optin) throw_internal("qconv_1x1_mma: " + std::to_string(smem_) + " bytes of shared memory needed");
-    KILN_CUDA_CHECK(cudaFuncSetAttribute(fn_, cudaFuncAttributeMaxDynamicSharedMemorySize, optin));
-    KILN_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
-    KILN_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, fn_, kThreads, smem_));
-    if (per_sm < 1) throw_internal("qconv_1x1_mma: the kernel does not fit an SM (" + std::to_string(smem_) + " bytes)");
+    const int resident = resident_ctas(reinterpret_cast<const void*>(fn_), kThreads, smem_, "qconv_1x1_mma");
     // Persistent: each output-channel block gets an equal share of the resident CTAs.
-    a_.groups_m = std::max(1, std::min(a_.tiles_m, per_sm * sms / a_.tiles_n));
+    a_.groups_m = std::max(1, std::min(a_.tiles_m, resident / a_.tiles_n));
   }
 
   void enqueue(const std::vector<const void*>& in, const std::vector<void*>& out, const Launch& l) const override {

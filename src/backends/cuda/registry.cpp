@@ -133,6 +133,20 @@ const ir::Tensor* constant_input(const ir::Node& n, size_t k) {
   return v && v->is_constant() ? v->constant.get() : nullptr;
 }
 
+int resident_ctas(const void* fn, int threads, int smem, const char* what) {
+  int dev = 0, sms = 0, per_sm = 0, optin = 0;
+  KILN_CUDA_CHECK(cudaGetDevice(&dev));
+  KILN_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+  if (smem > optin)
+    throw_internal(std::string(what) + ": " + std::to_string(smem) + " bytes of shared memory needed, " +
+                   std::to_string(optin) + " available");
+  KILN_CUDA_CHECK(cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, optin));
+  KILN_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+  KILN_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, fn, threads, size_t(smem)));
+  if (per_sm < 1) throw_internal(std::string(what) + ": one CTA does not fit an SM (" + std::to_string(smem) + " bytes)");
+  return per_sm * sms;
+}
+
 std::vector<int64_t> strides_of(const ir::Value& v) {
   const size_t r = v.dims.size();
   std::vector<int64_t> s(r, 1);

@@ -205,8 +205,9 @@ void time_layers(const std::vector<Layer>& layers) {
         std::printf("%-40s %5lld  fp16 %-45s %9.4f\n", L.name, (long long)batch, t.name.c_str(), t.ms);
       const Timed* bq = best(q);
       const Timed* bf = best(f);
-      if (!std::getenv("KILN_QBENCH_TACTIC"))
+      if (!std::getenv("KILN_QBENCH_TACTIC")) {
         EXPECT_TRUE(bq && bf) << L.name << " batch " << batch << ": no tactic of one precision ran";
+      }
       if (bq && bf)
         std::printf("== %-37s %5lld  int8 gemm %s  int8 other %s  fp16 %s  fp16/int8 %.2fx\n", L.name,
                     (long long)batch, describe(best(q, 1)).c_str(), describe(best(q, 0)).c_str(),

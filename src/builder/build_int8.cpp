@@ -101,7 +101,8 @@ void apply_int8(ir::Graph& g, const Network& network, const BuilderConfig& c) {
         ++returned;
       }
     }
-    log_message(Severity::kInfo, "int8: " + std::to_string(returned) + " conv layer(s) stay float: the network is faster so");
+    log_message(Severity::kInfo, "int8: " + std::to_string(returned) +
+                                     " conv layer(s) kept float (the network is faster with them in float)");
   }
 #endif
   for (auto& [layer, text] : timed) {

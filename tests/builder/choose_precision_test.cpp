@@ -6,20 +6,12 @@
 
 #ifdef KILN_WITH_CUDA
 
-#include <cmath>
-#include <map>
+#include <algorithm>
 #include <random>
-#include <set>
+#include <string>
+#include <vector>
 
-#include "backends/cuda/kernel.h"
-#include "backends/cuda/parity.h"
-#include "builder/network.h"
 #include "builder/cuda/choose_precision.h"
-#include "builder/cuda/precision_search.h"
-#include "engine/plan.h"
-#include "ir/op_registry.h"
-#include "kiln/kiln.h"
-#include "support/op_test.h"
 
 namespace kiln {
 namespace {

@@ -31,12 +31,6 @@ using cuda_build::PrecisionProblem;
 using cuda_build::PrecisionRead;
 using cuda_build::PrecisionTensor;
 
-std::vector<bool> bools(std::initializer_list<int> v) {
-  std::vector<bool> out;
-  for (int x : v) out.push_back(x != 0);
-  return out;
-}
-
 // x [1,3,8,8] -> conv (channels-last in FP16) -> c -> relu (keeps the layout)
 // -> r -> mm (MatMul with a constant [8,8]: reads row-major) -> y.
 std::unique_ptr<ir::Graph> conv_relu_matmul() { return test::conv_relu_then("MatMul", "mm"); }
@@ -133,7 +127,7 @@ TEST(PrecisionSearch, ProblemFromTheTwoCopiesAndRecordedChoice) {
 
   // The numbers of LayoutChangeCountsAgainstFp16Readers: the MatMul runs FP32.
   const PrecisionChoice choice = cuda_build::choose_precision(p);
-  EXPECT_EQ(choice.fp16, bools({1, 1, 0}));
+  EXPECT_EQ(choice.fp16, (std::vector<bool>{true, true, false}));
   EXPECT_NEAR(choice.ms, 1.5, 1e-9);
   Capture log;
   set_logger(&log);

@@ -23,6 +23,7 @@
 #include "backends/cuda/common.h"
 #include "backends/cuda/conv_small_channel.h"
 #include "backends/cuda/epilogue.h"
+#include "backends/cuda/ldmatrix.cuh"
 #include "kiln/error.h"
 
 namespace kiln::cuda {
@@ -50,13 +51,6 @@ __device__ __forceinline__ void mma_16816(float* d, const uint32_t* a, uint32_t 
       "{%0,%1,%2,%3};\n"
       : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
-__device__ __forceinline__ void ldmatrix_x4(uint32_t* r, const __half* p) {
-  const unsigned a = static_cast<unsigned>(__cvta_generic_to_shared(p));
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(a));
 }
 
 // Shared memory of one CTA, in halves: weights, output staging, patch.

@@ -26,7 +26,10 @@ using cuda_build::PrecisionTensor;
 
 // Sum of layer times in their precision, plus per tensor one conversion if
 // any reader's precision differs from storage, plus one layout change if an
-// FP16 reader marked relayout reads FP16 storage.
+// FP16 reader marked relayout reads FP16 storage. A producer in FP32 that
+// follows its reads stores FP16, for wide_ms, as soon as one reader reads
+// FP16; an FP32 reader marked either_in_fp32 reads whatever is stored, for
+// wide_ms if that is FP16.
 double oracle_cost(const PrecisionProblem& p, const std::vector<bool>& x, bool margins) {
   double total = 0;
   for (size_t i = 0; i < p.layers.size(); ++i) {
@@ -39,13 +42,26 @@ double oracle_cost(const PrecisionProblem& p, const std::vector<bool>& x, bool m
     }
   }
   for (const PrecisionTensor& t : p.tensors) {
-    const bool stored = t.producer < 0 ? t.fp16 : bool(x[size_t(t.producer)]);
+    bool stored = t.producer < 0 ? t.fp16 : bool(x[size_t(t.producer)]);
+    int fp16_reads = 0;
+    auto reads16 = [&](const PrecisionRead& r) { return r.layer < 0 ? r.fp16 : bool(x[size_t(r.layer)]); };
+    for (const PrecisionRead& r : t.reads) fp16_reads += reads16(r);
+    if (t.producer >= 0 && !stored && t.follows_reads && fp16_reads > 0) {
+      stored = true;
+      total += t.wide_ms;
+    }
+    bool wide_read = false;
     int differing = 0, relayouts = 0;
     for (const PrecisionRead& r : t.reads) {
-      const bool read = r.layer < 0 ? r.fp16 : bool(x[size_t(r.layer)]);
+      const bool read = reads16(r);
+      if (r.either_in_fp32 && !read) {  // takes whatever is stored
+        wide_read = wide_read || stored;
+        continue;
+      }
       differing += read != stored;
       relayouts += read && stored && r.relayout;
     }
+    if (wide_read) total += t.wide_ms;
     if (differing) total += t.reformat_ms;
     if (relayouts) total += t.relayout_ms;
   }
@@ -222,6 +238,21 @@ TEST(ChoosePrecision, OneConversionServesEveryReader) {
   expect_choice(m.p, bools({1, 0, 0}), 1 + 0.85 + 0.85 + 0.25);
 }
 
+TEST(ChoosePrecision, ProducerThatFollowsItsReadsPaysItsWiderStoresNotAConversion) {
+  // x (FP16 input) -> A -> t -> B -> y (read FP16). A is 0.5 ms faster in
+  // FP32, B 1 ms slower. A alone in FP32 costs x's conversion (0.1) and t's
+  // (0.45): 0.5 + 1 + 0.55 + y 0 = 2.05 > 2.0 all FP16. When A can store t
+  // in FP16 itself for 0.05 more, A in FP32 wins: 0.5 + 1 + 0.1 + 0.05.
+  Make m;
+  const int a = m.layer("A", 1.0, 0.5), b = m.layer("B", 1.0, 2.0);
+  const int x = m.tensor("x", -1, 0.1, 0, true), t = m.tensor("t", a, 0.45), y = m.tensor("y", b, 0.1);
+  m.read(x, a), m.read(t, b), m.read_fixed(y, true);
+  expect_choice(m.p, bools({1, 1}), 2.0);
+  m.p.tensors[size_t(t)].follows_reads = true;
+  m.p.tensors[size_t(t)].wide_ms = 0.05;
+  expect_choice(m.p, bools({0, 1}), 1.65);
+}
+
 TEST(ChoosePrecision, MarginKeepsNearTiesInFp16) {
   // One layer, no tensors: FP32 is 0.01 ms faster. The margin (0.0002 ms +
   // 2% of 1 ms) keeps FP16; without a margin FP32 wins.
@@ -246,7 +277,7 @@ TEST(ChoosePrecision, EverythingFp32WhenEveryLayerIsFaster) {
 }
 
 TEST(ChoosePrecision, RandomProblemsNeverWorseThanEitherStartAndObeyPins) {
-  std::mt19937 rng(7);
+  std::mt19937 rng(7), follows(11);
   std::uniform_real_distribution<double> ms(0.0, 1.0), small(0.0, 0.3);
   int optimal = 0;
   const int cases = 300;
@@ -265,10 +296,13 @@ TEST(ChoosePrecision, RandomProblemsNeverWorseThanEitherStartAndObeyPins) {
     }
     for (int i = 0; i < n; ++i) {  // each layer's output read by 1-2 later layers or the model
       const int t = m.tensor("t" + std::to_string(i), i, small(rng), small(rng));
+      m.p.tensors[size_t(t)].follows_reads = follows() % 3 == 0;
+      m.p.tensors[size_t(t)].wide_ms = small(follows);
       const int readers = 1 + int(rng() % 2);
       for (int r = 0; r < readers; ++r) {
         if (i + 1 < n && rng() % 4) m.read(t, i + 1 + int(rng() % uint32_t(n - i - 1)), rng() % 3 == 0);
         else m.read_fixed(t);
+        if (follows() % 4 == 0) m.p.tensors[size_t(t)].reads.back().either_in_fp32 = true;
       }
     }
     m.p.fp32_margin_ms = 0.001;

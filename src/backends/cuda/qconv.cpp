@@ -212,7 +212,9 @@ std::vector<Tactic> own_tactics(const ir::Node& n, std::string* why) {
   t.push_back({"qconv_direct", [p] { return std::unique_ptr<Kernel>(new DirectKernel(*p, false)); }});
   if (p->xs[1] == 1 && (p->c / p->group) % 4 == 0)
     t.push_back({"qconv_dp4a", [p] { return std::unique_ptr<Kernel>(new DirectKernel(*p, true)); }});
-  if (mma_refusal(*p).empty()) t.push_back({"qconv_1x1_mma", [p] { return make_mma_kernel(*p); }});
+  for (int wm : {1, 2})
+    if (mma_refusal(*p, wm).empty())
+      t.push_back({"qconv_mma:m" + std::to_string(128 * wm), [p, wm] { return make_mma_kernel(*p, wm); }});
   return t;
 }
 

@@ -12,9 +12,12 @@
 //   qconv_direct  one thread per output, any group / window / layout
 //   qconv_dp4a    __dp4a over 4 channels at a time: channels-last X,
 //                 C/group a multiple of 4
-//   qconv_1x1_mma 1x1 convolutions (any stride, no padding) with C a
-//                 multiple of 64 up to 512 and K of 64, on int8 mma.sync
-//                 (qconv_mma.cu): the memory-bound ResNet 1x1s
+//   qconv_mma:m128 / qconv_mma:m256  groups 1, C and K multiples of 64, any
+//                 window, stride, pads and dilation, R*S*C as deep as the
+//                 weights of 64 output channels fit in shared memory beside
+//                 the pipeline (3x3 x 256 on 128-pixel tiles): an implicit
+//                 GEMM on int8 mma.sync (qconv_mma.cu) over tiles of 128 or
+//                 256 output pixels
 //   cutlass_sm90_i8:<config>  (cutlass/qconv_cutlass.h) Hopper tensor cores
 //   cutlass_sm90_i8gemm:<config>  1x1 stride-1 unpadded convs as persistent CUTLASS
 //                 GEMMs (cutlass/qconv_cutlass.h)
@@ -97,11 +100,12 @@ DirectArgs direct_args(const Plan& p);
 void launch_direct(const DirectArgs& a, cudaStream_t s);
 void launch_dp4a(const DirectArgs& a, cudaStream_t s);
 
-// ---- qconv_1x1_mma (qconv_mma.cu) -------------------------------------------
+// ---- qconv_mma (qconv_mma.cu) -------------------------------------------
 
-// "" when qconv_1x1_mma runs `p`; otherwise why not.
-std::string mma_refusal(const Plan& p);
-std::unique_ptr<Kernel> make_mma_kernel(const Plan& p);
+// "" when qconv_mma with `wm` m16 fragments per warp (tiles of 128 * wm
+// output pixels; 1 or 2) runs `p`; otherwise why not.
+std::string mma_refusal(const Plan& p, int wm);
+std::unique_ptr<Kernel> make_mma_kernel(const Plan& p, int wm);
 
 // Copies the first k of kp channels of packed rows [n * p * q][kp] into Y
 // (logical [n, k, p, q], element strides ys); elements of `esize` bytes (1,

@@ -1,15 +1,18 @@
-// qconv_1x1_mma: 1x1 QConvs (any stride, no padding, groups 1) on int8
-// tensor cores with mma.sync, for the layers whose reduction is short
-// (C <= 512) and whose time is memory traffic: ResNet's 64- to 256-channel
-// 1x1s move a whole activation map per few hundred multiply-adds per pixel,
-// so what counts is keeping loads in flight and writing full 16-byte vectors.
+// qconv_mma: QConvs (groups 1, any window, stride, padding and dilation) on
+// int8 tensor cores with mma.sync, as an implicit GEMM whose reduction runs
+// over the taps and 64-channel blocks (R*S*C as far as the weights of 64
+// output channels fit in shared memory). Built for the memory-bound layers
+// first: ResNet's 64- to 256-channel 1x1s move a whole activation map per few
+// hundred multiply-adds per pixel, so what counts is keeping loads in flight
+// and writing full 16-byte vectors.
 //
-// A CTA of 8 warps owns 64 output channels (their weights resident in shared
-// memory) and loops over tiles of 128 output pixels. X streams through a
-// ring of kStages chunks of 128 pixels x 64 channels with cp.async, prefetch
-// running across tile boundaries; an int8 residual tile rides with its
-// tile's first chunk. Each warp multiplies 16 pixels x 64 channels
-// (m16n8k32, int32 sums) and finishes them in registers:
+// A CTA of 8 warps owns 64 output channels (their KRSC weights resident in
+// shared memory) and loops over tiles of 128 or 256 output pixels. X streams
+// through a ring of kStages chunks (a tile's pixels x 64 channels of one tap,
+// zeros outside the image) with cp.async, prefetch running across tile
+// boundaries; the residual tile (int8 or fp16) rides with its tile's first
+// chunk. Each warp multiplies 16 or 32 pixels x 64 channels (m16n8k32, int32
+// sums) and finishes them in registers:
 //   v = fma(acc, m[k], B[k]);  v = fma(z_scale, z, v);  act;  int8: cvt.rni.sat
 // into its rows of a staging tile, written out as 16-byte vectors. For int8
 // outputs with ReLU or no activation, 1 / y_scale is folded into m, B and
@@ -34,24 +37,27 @@ namespace kiln::cuda::qconv {
 
 namespace {
 
-constexpr int kThreads = 256;            // 8 warps, 16 pixels each
-constexpr int kTileM = 128, kTileN = 64;  // output pixels x output channels per tile
+constexpr int kThreads = 256;  // 8 warps, 16 * WM pixels each
+constexpr int kTileN = 64;     // output channels per tile; a tile has 128 * WM output pixels
 constexpr int kChunk = 64;                // input channels per pipeline stage
 constexpr int kStages = 4;
 constexpr int kRowA = kChunk + 16;        // bytes per staged X row: ldmatrix rows fall in distinct banks
-constexpr int kMaxC = 512;                // the weights of 64 channels stay resident
+constexpr int kMaxSmem = 227 * 1024;      // sm_90's opt-in shared memory per CTA
 
 struct MmaArgs {
   const int8_t* x = nullptr;
-  const int8_t* w = nullptr;  // [K][C]
+  const int8_t* w = nullptr;  // [K][R][S][C]
   const float* m = nullptr;   // [K], times 1 / y_scale when `folded`
   const float* bias = nullptr;
   const void* z = nullptr;
   void* y = nullptr;
   int64_t pixels = 0;         // N * P * Q
   int c = 0, k = 0, p = 0, q = 0, h = 0, w_ = 0, sh = 1, sw = 1;
+  int r = 1, s = 1, pt = 0, pl = 0, dh = 1, dw = 1;  // window, top / left pads, dilations
+  int red = 0;                // R * S * C: the reduction, one weight row in bytes
+  bool plain = false;         // 1x1, stride 1, no pads: no window arithmetic
   int tiles_m = 0, tiles_n = 0, groups_m = 1;  // CTAs per output-channel block
-  int z_slots = 0;            // int8 residual tiles staged in shared memory (0: none staged)
+  int z_slots = 0;            // residual tiles staged in shared memory (0: no residual)
   int z_kind = kZNone, y_kind = kYInt8;
   float z_scale = 1.f;        // times 1 / y_scale when `folded`
   float inv_y = 1.f;          // int8 Y not folded: the requantization multiplier
@@ -62,15 +68,16 @@ struct MmaArgs {
 // Staged residual tiles: enough that a tile's residual, loaded with its
 // first chunk (kStages - 1 chunks ahead), is not overwritten before its
 // epilogue: (slots - 1) * chunks per tile >= kStages - 1.
-int z_slots_for(int c) {
-  const int nch = c / kChunk;
+int z_slots_for(int chunks_per_tile) {
+  const int nch = chunks_per_tile;
   return nch == 1 ? 4 : nch == 2 ? 3 : 2;
 }
-constexpr int kRowZ = kTileN + 16;           // bytes per staged int8 residual row
+// Bytes per staged residual row (int8 or fp16).
+__host__ __device__ inline int z_row_bytes(int z_kind) { return kTileN * (z_kind == kZHalf ? 2 : 1) + 16; }
 __host__ __device__ inline int out_row_bytes(int y_kind) { return kTileN * (y_kind == kYInt8 ? 1 : 2) + 16; }
-int smem_bytes(int c, int z_slots, int y_kind) {
-  return kTileN * (c + 16) + kStages * kTileM * kRowA + z_slots * kTileM * kRowZ + kTileM * out_row_bytes(y_kind) +
-         2 * kTileN * 4;
+int smem_bytes(int tile_m, int red, int z_slots, int z_kind, int y_kind) {
+  return kTileN * (red + 16) + kStages * tile_m * kRowA + z_slots * tile_m * z_row_bytes(z_kind) +
+         tile_m * out_row_bytes(y_kind) + 2 * kTileN * 4;
 }
 
 __device__ __forceinline__ void cp_async16(void* dst, const void* src, bool valid) {
@@ -94,18 +101,13 @@ __device__ __forceinline__ uint32_t to_s8(float v) {
   return uint32_t(r) & 0xFFu;
 }
 
-// Byte offset in X of output pixel `pix` (stride 1: the pixel itself).
-__device__ __forceinline__ int64_t x_pixel(const MmaArgs& a, int64_t pix) {
-  if (a.sh == 1 && a.sw == 1) return pix * a.c;
-  const int64_t qq = pix % a.q, t = pix / a.q, pp = t % a.p, n = t / a.p;
-  return ((n * a.h + pp * a.sh) * a.w_ + qq * a.sw) * a.c;
-}
-
 // The epilogue variants compiled: the int8-output paths of ResNet-style
 // networks (no residual or an int8 one; no activation or ReLU, with 1 /
-// y_scale folded) have everything fixed at compile time; every other node
-// runs the general variant, which reads Z kind, Y kind and activation from
-// the arguments. ZK / YK -1: read at run time.
+// y_scale folded) have everything fixed at compile time; other nodes with
+// ReLU or no activation read Z and Y kinds from the arguments (uniform
+// branches); only other activations run the general variant, whose switch,
+// unrolled over 64 accumulators per fragment, costs instruction fetches.
+// ZK / YK -1: read at run time.
 template <int ZK, int YK, int Act> struct Variant {
   static constexpr int kZ = ZK, kY = YK, kAct = Act;  // Act 0: none, 1: ReLU, 2: any (switch)
 };
@@ -115,7 +117,7 @@ using General = Variant<-1, -1, 2>;
 // epilogue into the warp's output staging row.
 template <class V>
 __device__ __forceinline__ void finish_pair(const MmaArgs& a, const int* acc, float2 m, float2 b, const int8_t* zrow,
-                                            const __half* zglobal, int col, unsigned char* orow) {
+                                            int col, unsigned char* orow) {
   const int zk = V::kZ >= 0 ? V::kZ : a.z_kind, yk = V::kY >= 0 ? V::kY : a.y_kind;
   float v0 = __fmaf_rn(__int2float_rn(acc[0]), m.x, b.x);
   float v1 = __fmaf_rn(__int2float_rn(acc[1]), m.y, b.y);
@@ -123,8 +125,8 @@ __device__ __forceinline__ void finish_pair(const MmaArgs& a, const int* acc, fl
     const char2 z = *reinterpret_cast<const char2*>(zrow + col);
     v0 = __fmaf_rn(a.z_scale, float(z.x), v0);
     v1 = __fmaf_rn(a.z_scale, float(z.y), v1);
-  } else if (zk == kZHalf && zglobal) {
-    const float2 z = __half22float2(*reinterpret_cast<const __half2*>(zglobal + col));
+  } else if (zk == kZHalf) {
+    const float2 z = __half22float2(*reinterpret_cast<const __half2*>(zrow + 2 * col));
     v0 = __fmaf_rn(a.z_scale, z.x, v0);
     v1 = __fmaf_rn(a.z_scale, z.y, v1);
   }
@@ -146,21 +148,18 @@ __device__ __forceinline__ void finish_pair(const MmaArgs& a, const int* acc, fl
   }
 }
 
-// A warp's 16 rows (g and g + 8 of its m16 tile) through finish_pair.
+// One m16 fragment's rows (r0 + g and r0 + g + 8) through finish_pair.
 template <class V>
-__device__ __forceinline__ void finish_tile(const MmaArgs& a, int (&acc)[8][4], const float* m_s, const float* b_s,
-                                            const int8_t* z_s, unsigned char* out_s, int orow_bytes, int64_t m0,
-                                            int n0, int warp, int g, int t4) {
+__device__ __forceinline__ void finish_rows(const MmaArgs& a, int (&acc)[8][4], const float* m_s, const float* b_s,
+                                            const int8_t* z_s, unsigned char* out_s, int orow_bytes, int r0,
+                                            int g, int t4) {
+  const int zrow_bytes = z_row_bytes(V::kZ >= 0 ? V::kZ : a.z_kind);
   const int8_t* zrow[2];
-  const __half* zg[2];
   int row[2];
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
-    row[h] = warp * 16 + g + h * 8;
-    zrow[h] = z_s + row[h] * kRowZ;
-    zg[h] = (V::kZ < 0 && a.z_kind == kZHalf && m0 + row[h] < a.pixels)
-                ? static_cast<const __half*>(a.z) + (m0 + row[h]) * a.k + n0
-                : nullptr;
+    row[h] = r0 + g + h * 8;
+    zrow[h] = z_s + row[h] * zrow_bytes;
   }
 #pragma unroll
   for (int nt = 0; nt < 8; ++nt) {
@@ -168,58 +167,112 @@ __device__ __forceinline__ void finish_tile(const MmaArgs& a, int (&acc)[8][4], 
     const float2 m = *reinterpret_cast<const float2*>(m_s + col), b = *reinterpret_cast<const float2*>(b_s + col);
 #pragma unroll
     for (int h = 0; h < 2; ++h)
-      finish_pair<V>(a, &acc[nt][2 * h], m, b, zrow[h], zg[h], col, out_s + row[h] * orow_bytes);
+      finish_pair<V>(a, &acc[nt][2 * h], m, b, zrow[h], col, out_s + row[h] * orow_bytes);
   }
 }
 
-template <class V>
-__global__ void __launch_bounds__(kThreads) qconv_1x1_mma(const __grid_constant__ MmaArgs a) {
+// WM: m16 fragments per warp. 1 suits the memory-bound layers (two CTAs
+// per SM overlap one's epilogue with another's loads); 2 reuses each weight
+// fragment for two row blocks at one CTA per SM, which wins on some deep
+// reductions (1024-channel 1x1s, a strided 3x3). Both are tactics; timing picks.
+template <class V, int WM>
+__global__ void __launch_bounds__(kThreads) qconv_mma(const __grid_constant__ MmaArgs a) {
+  constexpr int kTileM = 128 * WM, kWarpM = 16 * WM;
   extern __shared__ __align__(16) unsigned char smem[];
-  const int rowb = a.c + 16;                                       // bytes per resident weight row
+  const int rowb = a.red + 16;                                     // bytes per resident weight row
   const int orow_bytes = out_row_bytes(a.y_kind);
+  const int zk = V::kZ >= 0 ? V::kZ : a.z_kind, zrow_bytes = z_row_bytes(zk), zesize = zk == kZHalf ? 2 : 1;
   int8_t* w_s = reinterpret_cast<int8_t*>(smem);                   // [kTileN][rowb]
   int8_t* x_s = w_s + kTileN * rowb;                               // [kStages][kTileM][kRowA]
-  int8_t* z_s = x_s + kStages * kTileM * kRowA;                    // [z_slots][kTileM][kRowZ]
-  unsigned char* out_s = reinterpret_cast<unsigned char*>(z_s + a.z_slots * kTileM * kRowZ);  // [kTileM][orow]
+  int8_t* z_s = x_s + kStages * kTileM * kRowA;                    // [z_slots][kTileM][zrow_bytes]
+  unsigned char* out_s = reinterpret_cast<unsigned char*>(z_s + a.z_slots * kTileM * zrow_bytes);  // [kTileM][orow]
   float* m_s = reinterpret_cast<float*>(out_s + kTileM * orow_bytes);  // [kTileN]
   float* b_s = m_s + kTileN;                                       // [kTileN]
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t4 = lane & 3;
   const int tn = blockIdx.x % a.tiles_n, n0 = tn * kTileN;
   const int tm0 = blockIdx.x / a.tiles_n;
-  const int nch = a.c / kChunk;
+  const int nch = a.red / kChunk, nch_c = a.c / kChunk;  // chunks per tile, per tap
   const int my_tiles = tm0 < a.tiles_m ? (a.tiles_m - 1 - tm0) / a.groups_m + 1 : 0;
   const int total = my_tiles * nch;
 
-  for (int i = tid; i < kTileN * (a.c / 16); i += kThreads) {
-    const int row = i / (a.c / 16), col = (i - row * (a.c / 16)) * 16;
-    cp_async16(w_s + row * rowb + col, a.w + int64_t(n0 + row) * a.c + col, true);
+  for (int i = tid; i < kTileN * (a.red / 16); i += kThreads) {
+    const int row = i / (a.red / 16), col = (i - row * (a.red / 16)) * 16;
+    cp_async16(w_s + row * rowb + col, a.w + int64_t(n0 + row) * a.red + col, true);
   }
   if (tid < kTileN) {
     m_s[tid] = a.m[n0 + tid];
     b_s[tid] = a.bias[n0 + tid];
   }
-  // Chunks in order: tile lt of this CTA, input channels kc * 64; the
-  // tile's staged residual rides with its first chunk. Counters, not
-  // divisions: the issue side runs kStages - 1 chunks ahead.
-  int i_lt = 0, i_kc = 0, i_stage = 0, i_zslot = 0;
+  // Chunks in order: tile lt of this CTA, then tap (r, s), then 64 input
+  // channels: the weight column of chunk kc is kc * 64 (KRSC). The tile's
+  // staged residual rides with its first chunk. The issue side runs
+  // kStages - 1 chunks ahead and must stay cheap (it runs once per chunk,
+  // 16 * WM mma per warp): each thread copies the same 16-byte part of kRowsPerThread
+  // rows of every chunk; a row's window origin and source offset are found
+  // once per tile, and a chunk adds one offset common to all rows, kept by
+  // counters rather than divisions.
+  constexpr int kRowsPerThread = kTileM * kChunk / 16 / kThreads;
+  const int part = tid & 3;
+  int i_lt = 0, i_kc = 0, i_stage = 0, i_zslot = 0, i_cb = 0, i_ts = 0;
+  int i_dy = 0, i_dx = 0, i_off = 0;  // the chunk's tap offsets: rows, columns, bytes from the window origin
+  int64_t row_src[kRowsPerThread];    // byte offset of the row's window origin, channel block 0, this part
+  int row_ih[kRowsPerThread], row_iw[kRowsPerThread];  // window origin (may be negative); ih INT_MIN: no pixel
+  auto locate = [&](int lt) {
+    const int m0 = (tm0 + lt * a.groups_m) * kTileM;  // pixels < 2^30 (mma_refusal)
+#pragma unroll
+    for (int v = 0; v < kRowsPerThread; ++v) {
+      const int pix = m0 + (tid >> 2) + v * (kThreads / 4);
+      if (a.plain) {  // 1x1, stride 1, no pads: the input pixel is the output pixel
+        row_ih[v] = pix < a.pixels ? 0 : INT_MIN;
+        row_iw[v] = 0;
+        row_src[v] = int64_t(pix) * a.c + part * 16;
+        continue;
+      }
+      const int qq = pix % a.q, t = pix / a.q, pp = t % a.p, n = t / a.p;
+      row_ih[v] = pix < a.pixels ? pp * a.sh - a.pt : INT_MIN;
+      row_iw[v] = qq * a.sw - a.pl;
+      row_src[v] = ((int64_t(n) * a.h + row_ih[v]) * a.w_ + row_iw[v]) * a.c + part * 16;
+    }
+  };
   auto issue = [&]() {
     if (i_lt < my_tiles) {
-      const int64_t m0 = int64_t(tm0 + i_lt * a.groups_m) * kTileM;
-      int8_t* dst = x_s + i_stage * kTileM * kRowA;
+      if (i_kc == 0) {
+        locate(i_lt);
+        if (a.z_slots) {  // 64 int8 or fp16 residuals per row: 4 or 8 16-byte parts
+          const int m0 = (tm0 + i_lt * a.groups_m) * kTileM;
 #pragma unroll
-      for (int v = 0; v < kTileM * kChunk / 16 / kThreads; ++v) {
-        const int id = tid + v * kThreads, row = id >> 2, part = id & 3;
-        const int64_t pix = m0 + row;
-        const bool ok = pix < a.pixels;
-        cp_async16(dst + row * kRowA + part * 16, a.x + (ok ? x_pixel(a, pix) + i_kc * kChunk + part * 16 : 0), ok);
-        if (a.z_slots && i_kc == 0) {
-          const int8_t* zsrc = static_cast<const int8_t*>(a.z) + (ok ? pix * a.k + n0 + part * 16 : 0);
-          cp_async16(z_s + (i_zslot * kTileM + row) * kRowZ + part * 16, zsrc, ok);
+          for (int v = 0; v < kRowsPerThread; ++v) {
+            const int row = (tid >> 2) + v * (kThreads / 4);
+            const bool live = m0 + row < a.pixels;
+            const unsigned char* zrow =
+                static_cast<const unsigned char*>(a.z) + (live ? (int64_t(m0 + row) * a.k + n0) * zesize : 0);
+            int8_t* zdst = z_s + (i_zslot * kTileM + row) * zrow_bytes;
+            for (int zp = part; zp < 4 * zesize; zp += 4) cp_async16(zdst + zp * 16, zrow + zp * 16, live);
+          }
         }
       }
+      int8_t* dst = x_s + i_stage * kTileM * kRowA + (tid >> 2) * kRowA + part * 16;
+#pragma unroll
+      for (int v = 0; v < kRowsPerThread; ++v) {
+        // ih of a row past the last pixel is INT_MIN: out of range whatever the tap.
+        const bool ok = unsigned(row_ih[v] + i_dy) < unsigned(a.h) && unsigned(row_iw[v] + i_dx) < unsigned(a.w_);
+        cp_async16(dst + v * (kThreads / 4) * kRowA, a.x + (ok ? row_src[v] + i_off : 0), ok);  // outside: zeros
+      }
       i_stage = i_stage + 1 == kStages ? 0 : i_stage + 1;
+      i_off += kChunk;
+      if (++i_cb == nch_c) {  // next tap: back to channel block 0
+        i_cb = 0;
+        i_off += a.dw * a.c - a.c;
+        i_dx += a.dw;
+        if (++i_ts == a.s) {
+          i_ts = 0;
+          i_dx = 0;
+          i_dy += a.dh;
+          i_off = i_dy * a.w_ * a.c;
+        }
+      }
       if (++i_kc == nch) {
-        i_kc = 0;
+        i_kc = i_cb = i_ts = i_dy = i_dx = i_off = 0;
         ++i_lt;
         if (a.z_slots) i_zslot = i_zslot + 1 == a.z_slots ? 0 : i_zslot + 1;
       }
@@ -229,15 +282,18 @@ __global__ void __launch_bounds__(kThreads) qconv_1x1_mma(const __grid_constant_
 #pragma unroll 1
   for (int s = 0; s < kStages - 1; ++s) issue();  // the weights ride in the first group
 
-  int acc[8][4];
+  int acc[WM][8][4];
 #pragma unroll
-  for (int nt = 0; nt < 8; ++nt)
+  for (int mi = 0; mi < WM; ++mi)
 #pragma unroll
-    for (int e = 0; e < 4; ++e) acc[nt][e] = 0;
+    for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) acc[mi][nt][e] = 0;
   // ldmatrix lanes: A rows 0-15 of the m16 tile, k bytes 0-15 / 16-31;
   // B rows (output channels) of two n8 tiles, k bytes 0-15 / 16-31.
-  const int a_row = lane & 15, a_col = (lane >> 4) * 16;
-  const int b_row = ((lane >> 4) << 3) + (lane & 7), b_col = ((lane >> 3) & 1) * 16;
+  const int8_t* a_lane = x_s + (warp * kWarpM + (lane & 15)) * kRowA + (lane >> 4) * 16;
+  const int8_t* b_lane = w_s + (((lane >> 4) << 3) + (lane & 7)) * rowb + ((lane >> 3) & 1) * 16;
+  const int b_step = 16 * rowb;  // two n8 tiles of weight rows
 
   const int esize = (V::kY >= 0 ? V::kY : a.y_kind) == kYInt8 ? 1 : 2;
   const int vec_shift = esize == 1 ? 2 : 3;  // 16-byte vectors per staging row: 4 or 8
@@ -246,36 +302,46 @@ __global__ void __launch_bounds__(kThreads) qconv_1x1_mma(const __grid_constant_
     cp_async_wait<kStages - 2>();
     __syncthreads();  // chunk j is in; every warp is done with chunk j - 1's stage
     issue();
-    const int8_t* xa = x_s + stage * kTileM * kRowA;
+    const int8_t* xa = a_lane + stage * kTileM * kRowA;
+    const int8_t* wb = b_lane + kc * kChunk;
 #pragma unroll
     for (int ks = 0; ks < kChunk / 32; ++ks) {
-      uint32_t af[4];
-      ldmatrix_x4(af, xa + (warp * 16 + a_row) * kRowA + ks * 32 + a_col);
+      uint32_t af[WM][4];
+#pragma unroll
+      for (int mi = 0; mi < WM; ++mi) ldmatrix_x4(af[mi], xa + mi * 16 * kRowA + ks * 32);
 #pragma unroll
       for (int jb = 0; jb < 4; ++jb) {
         uint32_t b[4];
-        ldmatrix_x4(b, w_s + (jb * 16 + b_row) * rowb + kc * kChunk + ks * 32 + b_col);
-        mma_s8(acc[2 * jb], af, b[0], b[1]);
-        mma_s8(acc[2 * jb + 1], af, b[2], b[3]);
+        ldmatrix_x4(b, wb + jb * b_step + ks * 32);
+#pragma unroll
+        for (int mi = 0; mi < WM; ++mi) {
+          mma_s8(acc[mi][2 * jb], af[mi], b[0], b[1]);
+          mma_s8(acc[mi][2 * jb + 1], af[mi], b[2], b[3]);
+        }
       }
     }
     stage = stage + 1 == kStages ? 0 : stage + 1;
     if (++kc < nch) continue;
     kc = 0;
 
-    // Tile done: each warp finishes its 16 rows into its staging rows and
+    // Tile done: each warp finishes its rows into its staging rows and
     // writes them out as 16-byte vectors.
     const int64_t m0 = int64_t(tm0 + lt * a.groups_m) * kTileM;
-    finish_tile<V>(a, acc, m_s, b_s, z_s + zslot * kTileM * kRowZ, out_s, orow_bytes, m0, n0, warp, g, t4);
+#pragma unroll
+    for (int mi = 0; mi < WM; ++mi)
+      finish_rows<V>(a, acc[mi], m_s, b_s, z_s + zslot * kTileM * zrow_bytes, out_s, orow_bytes,
+                     warp * kWarpM + mi * 16, g, t4);
     ++lt;
     if (a.z_slots) zslot = zslot + 1 == a.z_slots ? 0 : zslot + 1;
 #pragma unroll
-    for (int nt = 0; nt < 8; ++nt)
+    for (int mi = 0; mi < WM; ++mi)
 #pragma unroll
-      for (int e = 0; e < 4; ++e) acc[nt][e] = 0;
+      for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) acc[mi][nt][e] = 0;
     __syncwarp();
-    for (int v = lane; v < (16 << vec_shift); v += 32) {
-      const int row = warp * 16 + (v >> vec_shift), part = v & ((1 << vec_shift) - 1);
+    for (int v = lane; v < (kWarpM << vec_shift); v += 32) {
+      const int row = warp * kWarpM + (v >> vec_shift), part = v & ((1 << vec_shift) - 1);
       if (m0 + row >= a.pixels) continue;
       const uint4 u = *reinterpret_cast<const uint4*>(out_s + row * orow_bytes + part * 16);
       *reinterpret_cast<uint4*>(static_cast<unsigned char*>(a.y) + ((m0 + row) * a.k + n0) * esize + part * 16) = u;
@@ -287,20 +353,30 @@ __global__ void __launch_bounds__(kThreads) qconv_1x1_mma(const __grid_constant_
 
 using KernelFn = void (*)(MmaArgs);
 
-KernelFn pick_variant(const MmaArgs& a) {
+template <int WM> KernelFn pick_variant(const MmaArgs& a) {
+  const bool relu = a.act.kind == ir::FusedActivation::kRelu;
+  if (!relu && a.act.kind != ir::FusedActivation::kNone) return qconv_mma<General, WM>;
   if (a.y_kind == kYInt8 && a.folded) {
-    const bool relu = a.act.kind == ir::FusedActivation::kRelu;
     if (a.z_kind == kZNone)
-      return relu ? qconv_1x1_mma<Variant<kZNone, kYInt8, 1>> : qconv_1x1_mma<Variant<kZNone, kYInt8, 0>>;
+      return relu ? qconv_mma<Variant<kZNone, kYInt8, 1>, WM> : qconv_mma<Variant<kZNone, kYInt8, 0>, WM>;
     if (a.z_kind == kZInt8)
-      return relu ? qconv_1x1_mma<Variant<kZInt8, kYInt8, 1>> : qconv_1x1_mma<Variant<kZInt8, kYInt8, 0>>;
+      return relu ? qconv_mma<Variant<kZInt8, kYInt8, 1>, WM> : qconv_mma<Variant<kZInt8, kYInt8, 0>, WM>;
   }
-  return qconv_1x1_mma<General>;
+  return relu ? qconv_mma<Variant<-1, -1, 1>, WM> : qconv_mma<Variant<-1, -1, 0>, WM>;
+}
+
+int staged_residuals(const Plan& p) {
+  return p.has_z ? z_slots_for(int(p.r * p.s * p.c / kChunk)) : 0;
+}
+int z_kind_of(const Plan& p) { return !p.has_z ? kZNone : p.z == DataType::kInt8 ? kZInt8 : kZHalf; }
+int smem_for(const Plan& p, int wm) {
+  return smem_bytes(128 * wm, int(p.r * p.s * p.c), staged_residuals(p), z_kind_of(p),
+                    p.y == DataType::kInt8 ? kYInt8 : kYHalf);
 }
 
 class MmaKernel : public Kernel {
  public:
-  explicit MmaKernel(const Plan& p) {
+  MmaKernel(const Plan& p, int wm) {
     a_.pixels = p.n * p.p * p.q;
     a_.c = int(p.c);
     a_.k = int(p.k);
@@ -310,11 +386,21 @@ class MmaKernel : public Kernel {
     a_.w_ = int(p.w);
     a_.sh = int(p.stride[0]);
     a_.sw = int(p.stride[1]);
-    a_.tiles_m = int((a_.pixels + kTileM - 1) / kTileM);
+    a_.r = int(p.r);
+    a_.s = int(p.s);
+    a_.pt = int(p.pad[0]);
+    a_.pl = int(p.pad[1]);
+    a_.dh = int(p.dil[0]);
+    a_.dw = int(p.dil[1]);
+    a_.red = int(p.r * p.s * p.c);
+    a_.plain = p.r == 1 && p.s == 1 && p.stride[0] == 1 && p.stride[1] == 1 && !p.pad[0] && !p.pad[1] &&
+               !p.pad_end[0] && !p.pad_end[1];
+    const int tile_m = 128 * wm;
+    a_.tiles_m = int((a_.pixels + tile_m - 1) / tile_m);
     a_.tiles_n = int(p.k / kTileN);
-    a_.z_kind = !p.has_z ? kZNone : p.z == DataType::kInt8 ? kZInt8 : kZHalf;
+    a_.z_kind = z_kind_of(p);
     a_.y_kind = p.y == DataType::kInt8 ? kYInt8 : kYHalf;
-    a_.z_slots = a_.z_kind == kZInt8 ? z_slots_for(a_.c) : 0;
+    a_.z_slots = staged_residuals(p);
     a_.act = p.act;
     // int8 Y: round(act(v) / y_scale) becomes round(act(v * (1 / y_scale)))
     // for ReLU or no activation (both commute with a positive scale); a
@@ -329,12 +415,18 @@ class MmaKernel : public Kernel {
     for (float& v : m) v *= f;
     for (float& v : b) v *= f;
     a_.z_scale = (p.has_z && p.z == DataType::kInt8 ? p.z_scale : 1.f) * f;
-    w_ = upload(p.weights->data<int8_t>(), size_t(p.k * p.c));  // [K, C, 1, 1] is [K][C]
+    // [K, C, R, S] -> [K][R][S][C]: a chunk's 64 channels of one tap are contiguous.
+    const int8_t* wsrc = p.weights->data<int8_t>();
+    std::vector<int8_t> wk(size_t(p.k) * size_t(a_.red));
+    for (int64_t o = 0; o < p.k; ++o)
+      for (int64_t ci = 0; ci < p.c; ++ci)
+        for (int64_t t = 0; t < p.r * p.s; ++t) wk[size_t(o * a_.red + t * p.c + ci)] = wsrc[(o * p.c + ci) * p.r * p.s + t];
+    w_ = upload(wk.data(), wk.size());
     m_ = upload(m.data(), m.size() * sizeof(float));
     b_ = upload(b.data(), b.size() * sizeof(float));
-    smem_ = smem_bytes(a_.c, a_.z_slots, a_.y_kind);
-    fn_ = pick_variant(a_);
-    const int resident = resident_ctas(reinterpret_cast<const void*>(fn_), kThreads, smem_, "qconv_1x1_mma");
+    smem_ = smem_for(p, wm);
+    fn_ = wm == 2 ? pick_variant<2>(a_) : pick_variant<1>(a_);
+    const int resident = resident_ctas(reinterpret_cast<const void*>(fn_), kThreads, smem_, "qconv_mma");
     // Persistent: each output-channel block gets an equal share of the resident CTAs.
     a_.groups_m = std::max(1, std::min(a_.tiles_m, resident / a_.tiles_n));
   }
@@ -349,10 +441,10 @@ class MmaKernel : public Kernel {
     a.y = out.at(0);
     auto misaligned = [](const void* q) { return (reinterpret_cast<uintptr_t>(q) & 15) != 0; };
     if (misaligned(a.x) || misaligned(a.y) || (a.z && misaligned(a.z)))
-      throw_internal("qconv_1x1_mma: a tensor is not 16-byte aligned");
+      throw_internal("qconv_mma: a tensor is not 16-byte aligned");
     if (a.pixels == 0) return;
     fn_<<<unsigned(a.tiles_n * a.groups_m), kThreads, smem_, l.stream>>>(a);
-    KILN_CUDA_LAUNCHED("qconv_1x1_mma kernel");
+    KILN_CUDA_LAUNCHED("qconv_mma kernel");
   }
 
  private:
@@ -369,20 +461,22 @@ bool packed_nhwc(const int64_t s[4], int64_t c, int64_t h, int64_t w) {
 
 }  // namespace
 
-std::string mma_refusal(const Plan& p) {
-  if (p.r != 1 || p.s != 1 || p.pad[0] || p.pad[1] || p.pad_end[0] || p.pad_end[1] || p.group != 1)
-    return "not a 1x1 convolution without padding or groups";
-  if (p.c % kChunk != 0 || p.c > kMaxC) return "input channels not a multiple of 64 up to 512";
+std::string mma_refusal(const Plan& p, int wm) {
+  if (p.group != 1) return "grouped convolution";
+  if (p.c % kChunk != 0) return "input channels not a multiple of 64";
   if (p.k % kTileN != 0) return "output channels not a multiple of 64";
   if (p.y != DataType::kInt8 && p.y != DataType::kFloat16) return "output neither int8 nor fp16";
   if (p.has_z && p.z != DataType::kInt8 && p.z != DataType::kFloat16) return "residual neither int8 nor fp16";
   if (!packed_nhwc(p.xs, p.c, p.h, p.w) || !packed_nhwc(p.ys, p.k, p.p, p.q) ||
       (p.has_z && !packed_nhwc(p.zs, p.k, p.p, p.q)))
     return "X, Y or Z not packed channels-last";
-  if (p.n * p.p * p.q >= INT_MAX / 2) return "too many output pixels";
+  if (p.n * p.p * p.q >= INT_MAX / 2 || p.n * p.h * p.w >= INT_MAX / 2) return "too many pixels";
+  if (p.h * p.w * p.c >= INT_MAX) return "one image of X over 2 GiB";
+  if (smem_for(p, wm) > kMaxSmem)
+    return "R*S*C too deep: the weights of 64 output channels and the pipeline exceed shared memory";
   return "";
 }
 
-std::unique_ptr<Kernel> make_mma_kernel(const Plan& p) { return std::unique_ptr<Kernel>(new MmaKernel(p)); }
+std::unique_ptr<Kernel> make_mma_kernel(const Plan& p, int wm) { return std::unique_ptr<Kernel>(new MmaKernel(p, wm)); }
 
 }  // namespace kiln::cuda::qconv

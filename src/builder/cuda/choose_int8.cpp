@@ -78,6 +78,10 @@ double Int8ReformatCost::operator()(int64_t count, int float_bytes) const {
   return launch_ms + double(count) * double(float_bytes + 1) * ms_per_byte;
 }
 
+double Int8ReformatCost::wider(int64_t count, int float_bytes) const {
+  return double(count) * double(float_bytes - 1) * ms_per_byte;
+}
+
 PrecisionProblem int8_problem(const ir::Graph& float_graph, const std::map<std::string, double>& int8_ms,
                               const std::map<std::string, double>& float_ms, const std::set<std::string>& pinned_int8,
                               const Int8ReformatCost& cost, int float_bytes) {
@@ -108,15 +112,19 @@ PrecisionProblem int8_problem(const ir::Graph& float_graph, const std::map<std::
       auto r = index.find(c);
       if (r == index.end()) {
         te.reads.push_back({-1, true, false});  // a float-only consumer
-      } else if (c->inputs[0] == v) {
-        te.reads.push_back({r->second, false, false});  // the quantized input
-        touches = true;
-      }  // a residual input reads int8 or float alike: no read to model
+        continue;
+      }
+      if (c->inputs[0] == v) te.reads.push_back({r->second, false, false});  // the quantized input
+      // A residual: in float the layer reads float; in INT8 int8 or float alike.
+      if (c->inputs.size() > 3 && c->inputs[3] == v) te.reads.push_back({r->second, false, false, true});
+      touches = true;
     }
     if (std::find(float_graph.outputs.begin(), float_graph.outputs.end(), v) != float_graph.outputs.end())
       te.reads.push_back({-1, true, false});
     if (!touches) return;
     te.reformat_ms = cost(ir::numel_of(v->dims), float_bytes);
+    te.follows_reads = true;  // assign_int8: an INT8 conv with a float reader writes float
+    te.wide_ms = cost.wider(ir::numel_of(v->dims), float_bytes);
     p.tensors.push_back(te);
   };
   for (const ir::Value* v : float_graph.inputs) add_tensor(v);

@@ -50,14 +50,25 @@ class Search {
 
   double tensor_cost(size_t t, const std::vector<bool>& x) const {
     const PrecisionTensor& v = p_.tensors[t];
-    const bool stored16 = v.producer >= 0 ? bool(x[size_t(v.producer)]) : v.fp16;
-    bool convert = false, relayout = false;
+    bool stored16 = v.producer >= 0 ? bool(x[size_t(v.producer)]) : v.fp16;
+    double wide = 0;
+    if (v.producer >= 0 && v.follows_reads && !stored16)
+      for (const PrecisionRead& r : v.reads)
+        if (!stored16 && (r.layer >= 0 ? bool(x[size_t(r.layer)]) : r.fp16)) {
+          stored16 = true;
+          wide = v.wide_ms;
+        }
+    bool convert = false, relayout = false, wide_read = false;
     for (const PrecisionRead& r : v.reads) {
       const bool read16 = r.layer >= 0 ? bool(x[size_t(r.layer)]) : r.fp16;
+      if (!read16 && r.either_in_fp32) {
+        wide_read = wide_read || stored16;
+        continue;
+      }
       if (read16 != stored16) convert = true;
       else if (read16 && r.relayout) relayout = true;
     }
-    return (convert ? v.reformat_ms : 0.0) + (relayout ? v.relayout_ms : 0.0);
+    return wide + (wide_read ? v.wide_ms : 0.0) + (convert ? v.reformat_ms : 0.0) + (relayout ? v.relayout_ms : 0.0);
   }
 
   double total(const std::vector<bool>& x, bool margins) const {

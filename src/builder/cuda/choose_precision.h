@@ -25,6 +25,7 @@ struct PrecisionRead {
   int layer = -1;         // reads in this layer's precision; -1: always in `fp16`'s
   bool fp16 = false;      // the fixed precision when layer == -1
   bool relayout = false;  // reading it FP16 from FP16 storage also changes its layout
+  bool either_in_fp32 = false;  // in the `fp32` role it reads either precision (an INT8 conv's residual)
 };
 
 struct PrecisionTensor {
@@ -34,6 +35,14 @@ struct PrecisionTensor {
   std::vector<PrecisionRead> reads;
   double reformat_ms = 0;  // one conversion to the other precision
   double relayout_ms = 0;  // one FP16 layout change
+  // Layers in the `fp32` role that handle this tensor in `fp16`'s precision
+  // themselves (an INT8 conv writing float for a float reader, or reading a
+  // float residual) take `wide_ms` longer each: a producer that
+  // follows_reads stores in `fp16`'s precision whenever a read wants it
+  // (only reads that then disagree cost a conversion), and an
+  // either_in_fp32 read of `fp16` storage costs the same.
+  bool follows_reads = false;
+  double wide_ms = 0;
 };
 
 struct PrecisionProblem {

@@ -82,7 +82,8 @@ std::set<std::string> plugin_input_layers(const ir::Graph& g);
 // whole network with INT8 in the FP32 role: per-layer times from the two
 // copies, one reformat per tensor whose producer and quantized reader
 // disagree (cost by bytes, at the bandwidth of the quantize layers timed),
-// residual reads free. Layers in `pinned_int8` (or all, with "*") stay INT8.
+// an INT8 producer with float readers writing float itself and an INT8
+// layer reading a float residual (each charged its wider bytes). Layers in `pinned_int8` (or all, with "*") stay INT8.
 // `why` receives "int8 X ms vs fp16 Y ms: int8|float" per compared layer.
 std::set<std::string> int8_slower_layers(const ir::Graph& int8_graph, const ir::Graph& float_graph, const Options& o,
                                          const std::set<std::string>& pinned_int8,
@@ -90,10 +91,12 @@ std::set<std::string> int8_slower_layers(const ir::Graph& int8_graph, const ir::
 
 // The two halves of that choice, apart from the timing (tested without a GPU):
 // a reformat between float and int8 priced by bytes moved (float read, int8
-// written) plus a launch;
+// written) plus a launch, and an INT8 layer's float output or float
+// residual by the extra bytes it moves;
 struct Int8ReformatCost {
   double ms_per_byte = 1.0 / 2.0e9, launch_ms = 0.003;
   double operator()(int64_t count, int float_bytes) const;
+  double wider(int64_t count, int float_bytes) const;
 };
 // the problem on float_graph's structure: a layer per node timed in both
 // maps (by name), a tensor per activation that a candidate produces or

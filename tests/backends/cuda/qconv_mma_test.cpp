@@ -1,9 +1,8 @@
-// kiln::QConv 1x1 convolutions on qconv_1x1_mma (int8 mma.sync, qconv_mma.cu)
+// kiln::QConv on qconv_mma (int8 mma.sync implicit GEMM, qconv_mma.cu)
 // against the CPU QConv kernel, next to every other tactic offered for the
 // same node (qconv_check.h: layout mixes, tolerances). The tactic must be
-// offered channels-last wherever it applies (1x1, no padding, groups 1, C a
-// multiple of 64 up to 512, K a multiple of 64, int8 or fp16 Y and Z) and
-// nowhere else.
+// offered channels-last wherever it applies (groups 1, C and K multiples of
+// 64, R*S*C up to 2304, int8 or fp16 Y and Z) and nowhere else.
 #include <gtest/gtest.h>
 
 #include <memory>
@@ -19,7 +18,8 @@ namespace {
 using qconv_check::check_case;
 using qconv_check::QCase;
 
-constexpr const char* kMma = "qconv_1x1_mma";
+constexpr const char* kM128 = "qconv_mma:m128";  // 16 pixels per warp
+constexpr const char* kM256 = "qconv_mma:m256";  // 32 pixels per warp
 
 QCase one_by_one(const char* name, int64_t n, int64_t c, int64_t hw, int64_t k, uint32_t seed) {
   QCase q;
@@ -31,7 +31,23 @@ QCase one_by_one(const char* name, int64_t n, int64_t c, int64_t hw, int64_t k, 
   return q;
 }
 
-bool offers_mma(const QCase& c) { return check_case(c).count(kMma) > 0; }
+// check_case compares every offered tactic with the CPU reference; this
+// says which of the two qconv_mma tiles were among them.
+struct Offered {
+  bool m128, m256;
+};
+Offered mma_tiles(const QCase& c) {
+  const auto ran = check_case(c);
+  return {ran.count(kM128) > 0, ran.count(kM256) > 0};
+}
+bool offers_mma(const QCase& c) {
+  const Offered o = mma_tiles(c);
+  return o.m128 && o.m256;
+}
+bool offers_no_mma(const QCase& c) {
+  const Offered o = mma_tiles(c);
+  return !o.m128 && !o.m256;
+}
 
 // ResNet-50 layer1 conv1 (64 -> 64) at batch 12: 37632 pixels, more 128-pixel
 // tiles than resident CTAs, so each CTA loops and prefetches across tiles.
@@ -76,11 +92,25 @@ TEST(CudaQConvMma, Fp16OutputsAndResiduals) {
   c.act = "Clip";
   c.act_params = {-0.5f, 1.5f};
   EXPECT_TRUE(offers_mma(c));
-  c = one_by_one("1x1 6x6 C64 K64 fp16 Z leaky fp16 out", 2, 64, 6, 64, 306);
+  // C = 192: three chunks per tile, so the 256-pixel tile's fp16 residual
+  // slots fit in shared memory too.
+  c = one_by_one("1x1 6x6 C192 K64 fp16 Z leaky fp16 out", 2, 192, 6, 64, 306);
   c.z = DataType::kFloat16;
   c.to = DataType::kFloat16;
   c.act = "LeakyRelu";
   c.act_params = {0.1f};
+  EXPECT_TRUE(offers_mma(c));
+  // ReLU with Z or Y in fp16 runs the variant that reads their kinds at run
+  // time: an int8 output over an fp16 residual (a float layer's output as
+  // an INT8 downsample's residual), and a 3x3 with an int8 residual to fp16.
+  c = one_by_one("1x1 5x5 C128 K128 fp16 Z relu int8 out", 3, 128, 5, 128, 307);
+  c.z = DataType::kFloat16;
+  EXPECT_TRUE(offers_mma(c));
+  c = one_by_one("3x3 pad 1 C64 K64 int8 Z relu fp16 out", 2, 64, 7, 64, 308);
+  c.r = c.s = 3;
+  c.pads = {1, 1, 1, 1};
+  c.z = DataType::kInt8;
+  c.to = DataType::kFloat16;
   EXPECT_TRUE(offers_mma(c));
 }
 
@@ -94,7 +124,7 @@ TEST(CudaQConvMma, SmallerNodeKeepsALargerOnesSharedMemory) {
   auto mma_kernel = [](qconv_check::Built& b) -> std::unique_ptr<cuda::Kernel> {
     b.node->inputs[0]->layout = b.node->outputs[0]->layout = ir::Layout::kNHWC;
     for (const cuda::Tactic& t : cuda::Registry::global().tactics(*b.node))
-      if (t.name == kMma) return t.make();
+      if (t.name == kM128) return t.make();
     return nullptr;
   };
   std::unique_ptr<cuda::Kernel> kb = mma_kernel(big), ks = mma_kernel(small);
@@ -119,24 +149,66 @@ TEST(CudaQConvMma, SmallerNodeKeepsALargerOnesSharedMemory) {
   qconv_check::compare(test::from_layout(out, y), big.ref, 1e-5, "C512 after C64");
 }
 
+// ResNet's 3x3s: layer1 (C = 64, pad 1) with 9 taps of one chunk each,
+// layer2's first (C = 128, stride 2), partial tiles; a dilated 3x3 with
+// asymmetric pads and an int8 residual; a 5x5 to fp16 with Clip.
+TEST(CudaQConvMma, WindowsStridesPadsAndDilations) {
+  KILN_REQUIRE_GPU();
+  QCase c = one_by_one("3x3 pad 1 C64 K64 relu", 2, 64, 9, 64, 330);
+  c.r = c.s = 3;
+  c.pads = {1, 1, 1, 1};
+  EXPECT_TRUE(offers_mma(c));
+  c = one_by_one("3x3/2 pad 1 C128 K128 relu", 2, 128, 11, 128, 331);
+  c.r = c.s = 3;
+  c.pads = {1, 1, 1, 1};
+  c.strides = {2, 2};
+  EXPECT_TRUE(offers_mma(c));
+  c = one_by_one("3x3 dil 2 pads 2,1,0,3 C64 K128 int8 Z", 1, 64, 10, 128, 332);
+  c.r = c.s = 3;
+  c.dil = {2, 2};
+  c.pads = {2, 1, 0, 3};
+  c.h = 10, c.w = 9;
+  c.z = DataType::kInt8;
+  EXPECT_TRUE(offers_mma(c));
+  c = one_by_one("5x5 pad 2 C64 K64 clip fp16 out", 1, 64, 7, 64, 333);
+  c.r = c.s = 5;
+  c.pads = {2, 2, 2, 2};
+  c.to = DataType::kFloat16;
+  c.act = "Clip";
+  c.act_params = {-1.f, 2.f};
+  EXPECT_TRUE(offers_mma(c));
+}
+
+// The 256-pixel tile's pipeline leaves room for fewer resident weights: a
+// 3x3 over 256 channels (layer3's) runs on 128-pixel tiles only.
+TEST(CudaQConvMma, DeepReductionTakesTheNarrowTileOnly) {
+  KILN_REQUIRE_GPU();
+  QCase c = one_by_one("3x3 pad 1 C256 K64 relu", 1, 256, 5, 64, 334);
+  c.r = c.s = 3;
+  c.pads = {1, 1, 1, 1};
+  const Offered o = mma_tiles(c);
+  EXPECT_TRUE(o.m128);
+  EXPECT_FALSE(o.m256);
+}
+
 TEST(CudaQConvMma, DeclinesWhatItDoesNotCover) {
   KILN_REQUIRE_GPU();
   QCase c = one_by_one("1x1 C48", 1, 48, 6, 64, 310);
-  EXPECT_FALSE(offers_mma(c));
-  c = one_by_one("1x1 C1024", 1, 1024, 3, 64, 311);
-  EXPECT_FALSE(offers_mma(c));
-  c = one_by_one("1x1 K80", 1, 64, 6, 80, 312);
-  EXPECT_FALSE(offers_mma(c));
-  c = one_by_one("1x1 pad 1", 1, 64, 6, 64, 313);
-  c.pads = {1, 1, 1, 1};
-  EXPECT_FALSE(offers_mma(c));
-  c = one_by_one("3x3", 1, 64, 6, 64, 314);
+  EXPECT_TRUE(offers_no_mma(c));
+  c = one_by_one("3x3 C512 (R*S*C 4608)", 1, 512, 3, 64, 311);
   c.r = c.s = 3;
   c.pads = {1, 1, 1, 1};
-  EXPECT_FALSE(offers_mma(c));
+  EXPECT_TRUE(offers_no_mma(c));
+  c = one_by_one("1x1 K80", 1, 64, 6, 80, 312);
+  EXPECT_TRUE(offers_no_mma(c));
+  c = one_by_one("grouped 3x3", 1, 128, 6, 64, 313);
+  c.r = c.s = 3;
+  c.pads = {1, 1, 1, 1};
+  c.group = 2;
+  EXPECT_TRUE(offers_no_mma(c));
   c = one_by_one("1x1 fp32 out", 1, 64, 6, 64, 315);
   c.to = DataType::kFloat32;
-  EXPECT_FALSE(offers_mma(c));
+  EXPECT_TRUE(offers_no_mma(c));
 }
 
 }  // namespace

@@ -60,22 +60,27 @@ template <class To, class From> __device__ __forceinline__ To cvt(From v, float 
   }
 }
 
-// Same layout, converting: 4 elements per thread, tail scalar.
+// Same layout, converting: 16 bytes of input per thread (a streaming
+// conversion needs that much in flight per thread to keep DRAM busy), tail
+// scalar.
+template <class Tin> constexpr int kFlatPack = int(16 / sizeof(Tin));
+constexpr size_t pack_align(size_t bytes) { return bytes < 16 ? bytes : 16; }  // vector stores: at most 16 bytes
 template <class Tin, class Tout> __global__ void __launch_bounds__(kThreads) flat_convert_kernel(const __grid_constant__ CopyArgs a) {
-  struct alignas(4 * sizeof(Tin)) In4 { Tin v[4]; };
-  struct alignas(4 * sizeof(Tout)) Out4 { Tout v[4]; };
+  constexpr int N = kFlatPack<Tin>;
+  struct alignas(16) In { Tin v[N]; };
+  struct alignas(pack_align(N * sizeof(Tout))) Out { Tout v[N]; };
   const Tin* src = static_cast<const Tin*>(a.src);
   Tout* dst = static_cast<Tout*>(a.dst);
-  const int64_t packs = a.total / 4, stride = int64_t(gridDim.x) * kThreads;
+  const int64_t packs = a.total / N, stride = int64_t(gridDim.x) * kThreads;
   const int64_t t = int64_t(blockIdx.x) * kThreads + threadIdx.x;
   for (int64_t p = t; p < packs; p += stride) {
-    const In4 x = reinterpret_cast<const In4*>(src)[p];
-    Out4 y;
+    const In x = reinterpret_cast<const In*>(src)[p];
+    Out y;
 #pragma unroll
-    for (int j = 0; j < 4; ++j) y.v[j] = cvt<Tout, Tin>(x.v[j], a.scale);
-    reinterpret_cast<Out4*>(dst)[p] = y;
+    for (int j = 0; j < N; ++j) y.v[j] = cvt<Tout, Tin>(x.v[j], a.scale);
+    reinterpret_cast<Out*>(dst)[p] = y;
   }
-  for (int64_t i = packs * 4 + t; i < a.total; i += stride) dst[i] = cvt<Tout, Tin>(src[i], a.scale);
+  for (int64_t i = packs * N + t; i < a.total; i += stride) dst[i] = cvt<Tout, Tin>(src[i], a.scale);
 }
 
 template <class Tin, class Tout, class I> __global__ void __launch_bounds__(kThreads) strided_convert_kernel(const __grid_constant__ CopyArgs a) {
@@ -246,10 +251,10 @@ class ConvertKernel : public Kernel {
       KILN_CUDA_LAUNCHED("tiled_convert_kernel");
       return;
     }
-    const unsigned grid = grid_for(path_ == Path::kFlat ? a.total / 4 + 1 : a.total, kThreads);
+    const unsigned grid = grid_for(path_ == Path::kFlat ? a.total / kFlatPack<Tin> + 1 : a.total, kThreads);
     if constexpr (!std::is_same_v<Tin, Tout>) {
-      const bool aligned = reinterpret_cast<uintptr_t>(a.src) % (4 * sizeof(Tin)) == 0 &&
-                           reinterpret_cast<uintptr_t>(a.dst) % (4 * sizeof(Tout)) == 0;
+      const bool aligned = reinterpret_cast<uintptr_t>(a.src) % 16 == 0 &&
+                           reinterpret_cast<uintptr_t>(a.dst) % pack_align(kFlatPack<Tin> * sizeof(Tout)) == 0;
       if (path_ == Path::kFlat && aligned) {
         flat_convert_kernel<Tin, Tout><<<grid, kThreads, 0, s>>>(a);
         KILN_CUDA_LAUNCHED("flat_convert_kernel");

@@ -15,7 +15,7 @@
 //   qconv_mma:m128 / qconv_mma:m256  groups 1, C and K multiples of 64, any
 //                 window, stride, pads and dilation, R*S*C as deep as the
 //                 weights of 64 output channels fit in shared memory beside
-//                 the pipeline (3x3 x 256 on 128-pixel tiles): an implicit
+//                 the pipeline (3x3 x 320 on 128-pixel tiles): an implicit
 //                 GEMM on int8 mma.sync (qconv_mma.cu) over tiles of 128 or
 //                 256 output pixels
 //   cutlass_sm90_i8:<config>  (cutlass/qconv_cutlass.h) Hopper tensor cores

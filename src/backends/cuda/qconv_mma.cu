@@ -1,16 +1,16 @@
 // qconv_mma: QConvs (groups 1, any window, stride, padding and dilation) on
 // int8 tensor cores with mma.sync, as an implicit GEMM whose reduction runs
 // over the taps and 64-channel blocks (R*S*C as far as the weights of 64
-// output channels fit in shared memory). Built for the memory-bound layers
-// first: ResNet's 64- to 256-channel 1x1s move a whole activation map per few
-// hundred multiply-adds per pixel, so what counts is keeping loads in flight
-// and writing full 16-byte vectors.
+// output channels fit in shared memory). ResNet's 64- to 256-channel 1x1s
+// are memory-bound (keep loads in flight, write full 16-byte vectors); its
+// 3x3s are bound by the instructions issued per mma and by how many warps
+// hide mma latency (keep the per-chunk work small, the footprint small).
 //
 // A CTA of 8 warps owns 64 output channels (their KRSC weights resident in
 // shared memory) and loops over tiles of 128 or 256 output pixels. X streams
-// through a ring of kStages chunks (a tile's pixels x 64 channels of one tap,
-// zeros outside the image) with cp.async, prefetch running across tile
-// boundaries; the residual tile (int8 or fp16) rides with its tile's first
+// through a ring of 3 or 4 chunks (a tile's pixels x 64 channels of one tap,
+// zeros outside the image; 3 where that fits more CTAs per SM) with
+// cp.async, prefetch running across tile boundaries; the residual tile (int8 or fp16) rides with its tile's first
 // chunk. Each warp multiplies 16 or 32 pixels x 64 channels (m16n8k32, int32
 // sums) and finishes them in registers:
 //   v = fma(acc, m[k], B[k]);  v = fma(z_scale, z, v);  act;  int8: cvt.rni.sat
@@ -40,8 +40,10 @@ namespace {
 constexpr int kThreads = 256;  // 8 warps, 16 * WM pixels each
 constexpr int kTileN = 64;     // output channels per tile; a tile has 128 * WM output pixels
 constexpr int kChunk = 64;                // input channels per pipeline stage
-constexpr int kStages = 4;
-constexpr int kRowA = kChunk + 16;        // bytes per staged X row: ldmatrix rows fall in distinct banks
+// Staged X rows are 64 bytes, their four 16-byte units XOR-swizzled by row
+// bits 1-2 so that the 8 rows of an ldmatrix fall in distinct banks.
+constexpr int kRowA = kChunk;
+__host__ __device__ inline int x_unit(int row, int unit) { return (unit ^ ((row >> 1) & 3)) * 16; }
 constexpr int kMaxSmem = 227 * 1024;      // sm_90's opt-in shared memory per CTA
 
 struct MmaArgs {
@@ -57,6 +59,7 @@ struct MmaArgs {
   int red = 0;                // R * S * C: the reduction, one weight row in bytes
   bool plain = false;         // 1x1, stride 1, no pads: no window arithmetic
   int tiles_m = 0, tiles_n = 0, groups_m = 1;  // CTAs per output-channel block
+  int stages = 4;             // chunks in the X ring: 4, or 3 where that fits more CTAs per SM
   int z_slots = 0;            // residual tiles staged in shared memory (0: no residual)
   int z_kind = kZNone, y_kind = kYInt8;
   float z_scale = 1.f;        // times 1 / y_scale when `folded`
@@ -66,18 +69,19 @@ struct MmaArgs {
 };
 
 // Staged residual tiles: enough that a tile's residual, loaded with its
-// first chunk (kStages - 1 chunks ahead), is not overwritten before its
-// epilogue: (slots - 1) * chunks per tile >= kStages - 1.
-int z_slots_for(int chunks_per_tile) {
-  const int nch = chunks_per_tile;
-  return nch == 1 ? 4 : nch == 2 ? 3 : 2;
+// first chunk (stages - 1 chunks ahead), is not overwritten before its
+// epilogue: (slots - 1) * chunks per tile >= stages - 1.
+int z_slots_for(int chunks_per_tile, int stages) {
+  int slots = 2;
+  while ((slots - 1) * chunks_per_tile < stages - 1) ++slots;
+  return slots;
 }
 // Bytes per staged residual row (int8 or fp16).
 __host__ __device__ inline int z_row_bytes(int z_kind) { return kTileN * (z_kind == kZHalf ? 2 : 1) + 16; }
 __host__ __device__ inline int out_row_bytes(int y_kind) { return kTileN * (y_kind == kYInt8 ? 1 : 2) + 16; }
-int smem_bytes(int tile_m, int red, int z_slots, int z_kind, int y_kind) {
-  return kTileN * (red + 16) + kStages * tile_m * kRowA + z_slots * tile_m * z_row_bytes(z_kind) +
-         tile_m * out_row_bytes(y_kind) + 2 * kTileN * 4;
+int smem_bytes(int tile_m, int stages, int red, int z_slots, int z_kind, int y_kind) {
+  return kTileN * (red + 16) + stages * tile_m * kRowA + z_slots * tile_m * z_row_bytes(z_kind) +
+         tile_m * out_row_bytes(y_kind) + 2 * kTileN * 4 + (red / kChunk) * 16;
 }
 
 __device__ __forceinline__ void cp_async16(void* dst, const void* src, bool valid) {
@@ -183,11 +187,12 @@ __global__ void __launch_bounds__(kThreads) qconv_mma(const __grid_constant__ Mm
   const int orow_bytes = out_row_bytes(a.y_kind);
   const int zk = V::kZ >= 0 ? V::kZ : a.z_kind, zrow_bytes = z_row_bytes(zk), zesize = zk == kZHalf ? 2 : 1;
   int8_t* w_s = reinterpret_cast<int8_t*>(smem);                   // [kTileN][rowb]
-  int8_t* x_s = w_s + kTileN * rowb;                               // [kStages][kTileM][kRowA]
-  int8_t* z_s = x_s + kStages * kTileM * kRowA;                    // [z_slots][kTileM][zrow_bytes]
+  int8_t* x_s = w_s + kTileN * rowb;                               // [stages][kTileM][kRowA], swizzled
+  int8_t* z_s = x_s + a.stages * kTileM * kRowA;                   // [z_slots][kTileM][zrow_bytes]
   unsigned char* out_s = reinterpret_cast<unsigned char*>(z_s + a.z_slots * kTileM * zrow_bytes);  // [kTileM][orow]
   float* m_s = reinterpret_cast<float*>(out_s + kTileM * orow_bytes);  // [kTileN]
   float* b_s = m_s + kTileN;                                       // [kTileN]
+  int4* tap_s = reinterpret_cast<int4*>(b_s + kTileN);             // [chunks per tile]: dy, dx, byte offset
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t4 = lane & 3;
   const int tn = blockIdx.x % a.tiles_n, n0 = tn * kTileN;
   const int tm0 = blockIdx.x / a.tiles_n;
@@ -203,18 +208,22 @@ __global__ void __launch_bounds__(kThreads) qconv_mma(const __grid_constant__ Mm
     m_s[tid] = a.m[n0 + tid];
     b_s[tid] = a.bias[n0 + tid];
   }
+  for (int kc = tid; kc < nch; kc += kThreads) {  // chunk kc: tap kc / nch_c, channel block kc % nch_c
+    const int tap = kc / nch_c, dy = tap / a.s * a.dh, dx = tap % a.s * a.dw;
+    tap_s[kc] = make_int4(dy, dx, (dy * a.w_ + dx) * a.c + kc % nch_c * kChunk, 0);
+  }
+  __syncthreads();  // the issue side reads the table from the first chunk on
   // Chunks in order: tile lt of this CTA, then tap (r, s), then 64 input
   // channels: the weight column of chunk kc is kc * 64 (KRSC). The tile's
   // staged residual rides with its first chunk. The issue side runs
-  // kStages - 1 chunks ahead and must stay cheap (it runs once per chunk,
+  // stages - 1 chunks ahead and must stay cheap (it runs once per chunk,
   // 16 * WM mma per warp): each thread copies the same 16-byte part of kRowsPerThread
   // rows of every chunk; a row's window origin and source offset are found
-  // once per tile, and a chunk adds one offset common to all rows, kept by
-  // counters rather than divisions.
+  // once per tile, and a chunk adds one offset common to all rows, read from
+  // a table made once per CTA.
   constexpr int kRowsPerThread = kTileM * kChunk / 16 / kThreads;
   const int part = tid & 3;
-  int i_lt = 0, i_kc = 0, i_stage = 0, i_zslot = 0, i_cb = 0, i_ts = 0;
-  int i_dy = 0, i_dx = 0, i_off = 0;  // the chunk's tap offsets: rows, columns, bytes from the window origin
+  int i_lt = 0, i_kc = 0, i_stage = 0, i_zslot = 0;
   int64_t row_src[kRowsPerThread];    // byte offset of the row's window origin, channel block 0, this part
   int row_ih[kRowsPerThread], row_iw[kRowsPerThread];  // window origin (may be negative); ih INT_MIN: no pixel
   auto locate = [&](int lt) {
@@ -251,28 +260,17 @@ __global__ void __launch_bounds__(kThreads) qconv_mma(const __grid_constant__ Mm
           }
         }
       }
-      int8_t* dst = x_s + i_stage * kTileM * kRowA + (tid >> 2) * kRowA + part * 16;
+      int8_t* dst = x_s + i_stage * kTileM * kRowA + (tid >> 2) * kRowA + x_unit(tid >> 2, part);  // rows v * 64 on share the swizzle
+      const int4 tap = tap_s[i_kc];
 #pragma unroll
       for (int v = 0; v < kRowsPerThread; ++v) {
         // ih of a row past the last pixel is INT_MIN: out of range whatever the tap.
-        const bool ok = unsigned(row_ih[v] + i_dy) < unsigned(a.h) && unsigned(row_iw[v] + i_dx) < unsigned(a.w_);
-        cp_async16(dst + v * (kThreads / 4) * kRowA, a.x + (ok ? row_src[v] + i_off : 0), ok);  // outside: zeros
+        const bool ok = unsigned(row_ih[v] + tap.x) < unsigned(a.h) && unsigned(row_iw[v] + tap.y) < unsigned(a.w_);
+        cp_async16(dst + v * (kThreads / 4) * kRowA, a.x + (ok ? row_src[v] + tap.z : 0), ok);  // outside: zeros
       }
-      i_stage = i_stage + 1 == kStages ? 0 : i_stage + 1;
-      i_off += kChunk;
-      if (++i_cb == nch_c) {  // next tap: back to channel block 0
-        i_cb = 0;
-        i_off += a.dw * a.c - a.c;
-        i_dx += a.dw;
-        if (++i_ts == a.s) {
-          i_ts = 0;
-          i_dx = 0;
-          i_dy += a.dh;
-          i_off = i_dy * a.w_ * a.c;
-        }
-      }
+      i_stage = i_stage + 1 == a.stages ? 0 : i_stage + 1;
       if (++i_kc == nch) {
-        i_kc = i_cb = i_ts = i_dy = i_dx = i_off = 0;
+        i_kc = 0;
         ++i_lt;
         if (a.z_slots) i_zslot = i_zslot + 1 == a.z_slots ? 0 : i_zslot + 1;
       }
@@ -280,7 +278,7 @@ __global__ void __launch_bounds__(kThreads) qconv_mma(const __grid_constant__ Mm
     cp_async_commit();  // empty groups keep the wait counts uniform
   };
 #pragma unroll 1
-  for (int s = 0; s < kStages - 1; ++s) issue();  // the weights ride in the first group
+  for (int s = 0; s < a.stages - 1; ++s) issue();  // the weights ride in the first group
 
   int acc[WM][8][4];
 #pragma unroll
@@ -291,7 +289,9 @@ __global__ void __launch_bounds__(kThreads) qconv_mma(const __grid_constant__ Mm
       for (int e = 0; e < 4; ++e) acc[mi][nt][e] = 0;
   // ldmatrix lanes: A rows 0-15 of the m16 tile, k bytes 0-15 / 16-31;
   // B rows (output channels) of two n8 tiles, k bytes 0-15 / 16-31.
-  const int8_t* a_lane = x_s + (warp * kWarpM + (lane & 15)) * kRowA + (lane >> 4) * 16;
+  // (The row's swizzle depends on lane & 15 alone: warp and fragment offsets are multiples of 16.)
+  const int8_t* a_lane = x_s + (warp * kWarpM + (lane & 15)) * kRowA;
+  const int a_unit[2] = {x_unit(lane & 15, lane >> 4), x_unit(lane & 15, 2 + (lane >> 4))};  // k bytes 0-31, 32-63
   const int8_t* b_lane = w_s + (((lane >> 4) << 3) + (lane & 7)) * rowb + ((lane >> 3) & 1) * 16;
   const int b_step = 16 * rowb;  // two n8 tiles of weight rows
 
@@ -299,7 +299,8 @@ __global__ void __launch_bounds__(kThreads) qconv_mma(const __grid_constant__ Mm
   const int vec_shift = esize == 1 ? 2 : 3;  // 16-byte vectors per staging row: 4 or 8
   int lt = 0, kc = 0, stage = 0, zslot = 0;
   for (int j = 0; j < total; ++j) {
-    cp_async_wait<kStages - 2>();
+    if (a.stages == 3) cp_async_wait<1>();
+    else cp_async_wait<2>();
     __syncthreads();  // chunk j is in; every warp is done with chunk j - 1's stage
     issue();
     const int8_t* xa = a_lane + stage * kTileM * kRowA;
@@ -308,7 +309,7 @@ __global__ void __launch_bounds__(kThreads) qconv_mma(const __grid_constant__ Mm
     for (int ks = 0; ks < kChunk / 32; ++ks) {
       uint32_t af[WM][4];
 #pragma unroll
-      for (int mi = 0; mi < WM; ++mi) ldmatrix_x4(af[mi], xa + mi * 16 * kRowA + ks * 32);
+      for (int mi = 0; mi < WM; ++mi) ldmatrix_x4(af[mi], xa + mi * 16 * kRowA + a_unit[ks]);
 #pragma unroll
       for (int jb = 0; jb < 4; ++jb) {
         uint32_t b[4];
@@ -320,7 +321,7 @@ __global__ void __launch_bounds__(kThreads) qconv_mma(const __grid_constant__ Mm
         }
       }
     }
-    stage = stage + 1 == kStages ? 0 : stage + 1;
+    stage = stage + 1 == a.stages ? 0 : stage + 1;
     if (++kc < nch) continue;
     kc = 0;
 
@@ -365,12 +366,12 @@ template <int WM> KernelFn pick_variant(const MmaArgs& a) {
   return relu ? qconv_mma<Variant<-1, -1, 1>, WM> : qconv_mma<Variant<-1, -1, 0>, WM>;
 }
 
-int staged_residuals(const Plan& p) {
-  return p.has_z ? z_slots_for(int(p.r * p.s * p.c / kChunk)) : 0;
+int staged_residuals(const Plan& p, int stages) {
+  return p.has_z ? z_slots_for(int(p.r * p.s * p.c / kChunk), stages) : 0;
 }
 int z_kind_of(const Plan& p) { return !p.has_z ? kZNone : p.z == DataType::kInt8 ? kZInt8 : kZHalf; }
-int smem_for(const Plan& p, int wm) {
-  return smem_bytes(128 * wm, int(p.r * p.s * p.c), staged_residuals(p), z_kind_of(p),
+int smem_for(const Plan& p, int wm, int stages) {
+  return smem_bytes(128 * wm, stages, int(p.r * p.s * p.c), staged_residuals(p, stages), z_kind_of(p),
                     p.y == DataType::kInt8 ? kYInt8 : kYHalf);
 }
 
@@ -400,7 +401,6 @@ class MmaKernel : public Kernel {
     a_.tiles_n = int(p.k / kTileN);
     a_.z_kind = z_kind_of(p);
     a_.y_kind = p.y == DataType::kInt8 ? kYInt8 : kYHalf;
-    a_.z_slots = staged_residuals(p);
     a_.act = p.act;
     // int8 Y: round(act(v) / y_scale) becomes round(act(v * (1 / y_scale)))
     // for ReLU or no activation (both commute with a positive scale); a
@@ -424,9 +424,20 @@ class MmaKernel : public Kernel {
     w_ = upload(wk.data(), wk.size());
     m_ = upload(m.data(), m.size() * sizeof(float));
     b_ = upload(b.data(), b.size() * sizeof(float));
-    smem_ = smem_for(p, wm);
     fn_ = wm == 2 ? pick_variant<2>(a_) : pick_variant<1>(a_);
-    const int resident = resident_ctas(reinterpret_cast<const void*>(fn_), kThreads, smem_, "qconv_mma");
+    // A 4-chunk ring prefetches deeper; a 3-chunk one is taken where it
+    // leaves room for more resident CTAs (latency is hidden by warps).
+    int resident = 0;
+    for (int stages : {4, 3}) {
+      const int smem = smem_for(p, wm, stages);
+      if (smem > kMaxSmem) continue;
+      const int r = resident_ctas(reinterpret_cast<const void*>(fn_), kThreads, smem, "qconv_mma");
+      if (r <= resident) continue;
+      resident = r;
+      smem_ = smem;
+      a_.stages = stages;
+    }
+    a_.z_slots = staged_residuals(p, a_.stages);
     // Persistent: each output-channel block gets an equal share of the resident CTAs.
     a_.groups_m = std::max(1, std::min(a_.tiles_m, resident / a_.tiles_n));
   }
@@ -472,7 +483,7 @@ std::string mma_refusal(const Plan& p, int wm) {
     return "X, Y or Z not packed channels-last";
   if (p.n * p.p * p.q >= INT_MAX / 2 || p.n * p.h * p.w >= INT_MAX / 2) return "too many pixels";
   if (p.h * p.w * p.c >= INT_MAX) return "one image of X over 2 GiB";
-  if (smem_for(p, wm) > kMaxSmem)
+  if (smem_for(p, wm, 3) > kMaxSmem)
     return "R*S*C too deep: the weights of 64 output channels and the pipeline exceed shared memory";
   return "";
 }

@@ -180,10 +180,10 @@ TEST(CudaQConvMma, WindowsStridesPadsAndDilations) {
 }
 
 // The 256-pixel tile's pipeline leaves room for fewer resident weights: a
-// 3x3 over 256 channels (layer3's) runs on 128-pixel tiles only.
+// 3x3 over 320 channels (R*S*C 2880) runs on 128-pixel tiles only.
 TEST(CudaQConvMma, DeepReductionTakesTheNarrowTileOnly) {
   KILN_REQUIRE_GPU();
-  QCase c = one_by_one("3x3 pad 1 C256 K64 relu", 1, 256, 5, 64, 334);
+  QCase c = one_by_one("3x3 pad 1 C320 K64 relu", 1, 320, 5, 64, 334);
   c.r = c.s = 3;
   c.pads = {1, 1, 1, 1};
   const Offered o = mma_tiles(c);

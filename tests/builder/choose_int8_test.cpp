@@ -19,10 +19,11 @@ using cuda_build::Int8ReformatCost;
 using cuda_build::int8_choice;
 using cuda_build::int8_problem;
 
-// The structure only: Conv nodes on activations of `count` elements.
+// The structure only: Conv nodes on activations of `count` elements; c's
+// residual is x, or ta with `residual_ta`.
 struct Chain {
   ir::Graph g;
-  explicit Chain(int64_t count) {
+  explicit Chain(int64_t count, bool residual_ta = false) {
     auto act = [&](const char* name) {
       ir::Value* v = g.add_value(name);
       v->dims = {count};
@@ -32,7 +33,7 @@ struct Chain {
     g.inputs = {x};
     g.add_node("Conv", "a", {x}, {ta});
     g.add_node("Conv", "b", {ta}, {tb});
-    g.add_node("Conv", "c", {tb, nullptr, nullptr, x}, {y});  // x read again as the residual
+    g.add_node("Conv", "c", {tb, nullptr, nullptr, residual_ta ? ta : x}, {y});
     g.outputs = {y};
   }
 };
@@ -104,20 +105,9 @@ TEST(ChooseInt8, Int8RunIntoAFloatLayerPaysTheWiderStoresNotAReformat) {
 // float residual: its wider reads.
 TEST(ChooseInt8, ResidualReadsFollowTheReadersPrecision) {
   const int64_t count = 1000000;
-  ir::Graph g;
-  auto act = [&](const char* name) {
-    ir::Value* v = g.add_value(name);
-    v->dims = {count};
-    return v;
-  };
-  ir::Value *x = act("x"), *ta = act("ta"), *tb = act("tb"), *y = act("y");
-  g.inputs = {x};
-  g.add_node("Conv", "a", {x}, {ta});
-  g.add_node("Conv", "b", {ta}, {tb});
-  g.add_node("Conv", "c", {tb, nullptr, nullptr, ta}, {y});
-  g.outputs = {y};
+  Chain ch(count, true);
   Int8ReformatCost cost;
-  const auto p = int8_problem(g, kInt8, kFloat, {}, cost, 2);
+  const auto p = int8_problem(ch.g, kInt8, kFloat, {}, cost, 2);
   const double r = cost(count, 2), f = cost.wider(count, 2);
   // x quantized for a; y stored float by INT8 c.
   EXPECT_NEAR(cuda_build::modeled_ms(p, {false, false, false}), 0.05 + 0.20 + 0.16 + r + f, 1e-12);

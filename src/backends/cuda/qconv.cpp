@@ -212,9 +212,17 @@ std::vector<Tactic> own_tactics(const ir::Node& n, std::string* why) {
   t.push_back({"qconv_direct", [p] { return std::unique_ptr<Kernel>(new DirectKernel(*p, false)); }});
   if (p->xs[1] == 1 && (p->c / p->group) % 4 == 0)
     t.push_back({"qconv_dp4a", [p] { return std::unique_ptr<Kernel>(new DirectKernel(*p, true)); }});
-  for (int wm : {1, 2})
-    if (mma_refusal(*p, wm).empty())
-      t.push_back({"qconv_mma:m" + std::to_string(128 * wm), [p, wm] { return make_mma_kernel(*p, wm); }});
+  // Streamed weights pay an L2 read per tile: offered where resident ones
+  // take enough shared memory to cost warps.
+  for (bool stream : {false, true}) {
+    if (stream && p->r * p->s * p->c < 512) continue;
+    for (int wm : {1, 2}) {
+      const MmaShape shape{wm, stream};
+      if (!mma_refusal(*p, shape).empty()) continue;
+      t.push_back({"qconv_mma:m" + std::to_string(128 * wm) + (stream ? "s" : ""),
+                   [p, shape] { return make_mma_kernel(*p, shape); }});
+    }
+  }
   return t;
 }
 

@@ -12,12 +12,13 @@
 //   qconv_direct  one thread per output, any group / window / layout
 //   qconv_dp4a    __dp4a over 4 channels at a time: channels-last X,
 //                 C/group a multiple of 4
-//   qconv_mma:m128 / qconv_mma:m256  groups 1, C and K multiples of 64, any
-//                 window, stride, pads and dilation, R*S*C as deep as the
-//                 weights of 64 output channels fit in shared memory beside
-//                 the pipeline (3x3 x 320 on 128-pixel tiles): an implicit
-//                 GEMM on int8 mma.sync (qconv_mma.cu) over tiles of 128 or
-//                 256 output pixels
+//   qconv_mma:m128 / :m256  groups 1, C and K multiples of 64, any window,
+//                 stride, pads and dilation: an implicit GEMM on int8
+//                 mma.sync (qconv_mma.cu) over tiles of 128 or 256 output
+//                 pixels, the weights of 64 output channels resident in
+//                 shared memory (R*S*C up to 3x3 x 320 on 128-pixel tiles);
+//   qconv_mma:m128s / :m256s  the same with the weights streamed chunk by
+//                 chunk (any depth), offered for R*S*C >= 512
 //   cutlass_sm90_i8:<config>  (cutlass/qconv_cutlass.h) Hopper tensor cores
 //   cutlass_sm90_i8gemm:<config>  1x1 stride-1 unpadded convs as persistent CUTLASS
 //                 GEMMs (cutlass/qconv_cutlass.h)
@@ -102,10 +103,16 @@ void launch_dp4a(const DirectArgs& a, cudaStream_t s);
 
 // ---- qconv_mma (qconv_mma.cu) -------------------------------------------
 
-// "" when qconv_mma with `wm` m16 fragments per warp (tiles of 128 * wm
-// output pixels; 1 or 2) runs `p`; otherwise why not.
-std::string mma_refusal(const Plan& p, int wm);
-std::unique_ptr<Kernel> make_mma_kernel(const Plan& p, int wm);
+// A qconv_mma tactic: tiles of 128 * wm output pixels (wm 1 or 2: m16
+// fragments per warp), and the weights of the CTA's 64 output channels
+// resident in shared memory or streamed with the input chunk by chunk.
+struct MmaShape {
+  int wm = 1;
+  bool stream = false;
+};
+// "" when qconv_mma in `shape` runs `p`; otherwise why not.
+std::string mma_refusal(const Plan& p, MmaShape shape);
+std::unique_ptr<Kernel> make_mma_kernel(const Plan& p, MmaShape shape);
 
 // Copies the first k of kp channels of packed rows [n * p * q][kp] into Y
 // (logical [n, k, p, q], element strides ys); elements of `esize` bytes (1,

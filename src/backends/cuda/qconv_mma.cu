@@ -60,6 +60,7 @@ struct MmaArgs {
   bool plain = false;         // 1x1, stride 1, no pads: no window arithmetic
   int tiles_m = 0, tiles_n = 0, groups_m = 1;  // CTAs per output-channel block
   int stages = 4;             // chunks in the X ring: 4, or 3 where that fits more CTAs per SM
+  bool stream = false;        // weights stream with X chunk by chunk instead of staying resident
   int z_slots = 0;            // residual tiles staged in shared memory (0: no residual)
   int z_kind = kZNone, y_kind = kYInt8;
   float z_scale = 1.f;        // times 1 / y_scale when `folded`
@@ -79,8 +80,8 @@ int z_slots_for(int chunks_per_tile, int stages) {
 // Bytes per staged residual row (int8 or fp16).
 __host__ __device__ inline int z_row_bytes(int z_kind) { return kTileN * (z_kind == kZHalf ? 2 : 1) + 16; }
 __host__ __device__ inline int out_row_bytes(int y_kind) { return kTileN * (y_kind == kYInt8 ? 1 : 2) + 16; }
-int smem_bytes(int tile_m, int stages, int red, int z_slots, int z_kind, int y_kind) {
-  return kTileN * (red + 16) + stages * tile_m * kRowA + z_slots * tile_m * z_row_bytes(z_kind) +
+int smem_bytes(int tile_m, int stages, bool stream, int red, int z_slots, int z_kind, int y_kind) {
+  return (stream ? stages * kTileN * kChunk : kTileN * (red + 16)) + stages * tile_m * kRowA + z_slots * tile_m * z_row_bytes(z_kind) +
          tile_m * out_row_bytes(y_kind) + 2 * kTileN * 4 + (red / kChunk) * 16;
 }
 
@@ -179,15 +180,18 @@ __device__ __forceinline__ void finish_rows(const MmaArgs& a, int (&acc)[8][4], 
 // per SM overlap one's epilogue with another's loads); 2 reuses each weight
 // fragment for two row blocks at one CTA per SM, which wins on some deep
 // reductions (1024-channel 1x1s, a strided 3x3). Both are tactics; timing picks.
+// Register caps keep 3 (WM 1) or 2 (WM 2) CTAs of registers per SM, so
+// shared memory alone decides how many are resident.
 template <class V, int WM>
-__global__ void __launch_bounds__(kThreads) qconv_mma(const __grid_constant__ MmaArgs a) {
+__global__ void __launch_bounds__(kThreads, WM == 1 ? 3 : 2) qconv_mma(const __grid_constant__ MmaArgs a) {
   constexpr int kTileM = 128 * WM, kWarpM = 16 * WM;
   extern __shared__ __align__(16) unsigned char smem[];
   const int rowb = a.red + 16;                                     // bytes per resident weight row
   const int orow_bytes = out_row_bytes(a.y_kind);
   const int zk = V::kZ >= 0 ? V::kZ : a.z_kind, zrow_bytes = z_row_bytes(zk), zesize = zk == kZHalf ? 2 : 1;
-  int8_t* w_s = reinterpret_cast<int8_t*>(smem);                   // [kTileN][rowb]
-  int8_t* x_s = w_s + kTileN * rowb;                               // [stages][kTileM][kRowA], swizzled
+  // Weights: resident [kTileN][rowb], or streamed [stages][kTileN][kChunk] swizzled like X.
+  int8_t* w_s = reinterpret_cast<int8_t*>(smem);
+  int8_t* x_s = w_s + (a.stream ? a.stages * kTileN * kChunk : kTileN * rowb);  // [stages][kTileM][kRowA], swizzled
   int8_t* z_s = x_s + a.stages * kTileM * kRowA;                   // [z_slots][kTileM][zrow_bytes]
   unsigned char* out_s = reinterpret_cast<unsigned char*>(z_s + a.z_slots * kTileM * zrow_bytes);  // [kTileM][orow]
   float* m_s = reinterpret_cast<float*>(out_s + kTileM * orow_bytes);  // [kTileN]
@@ -200,7 +204,7 @@ __global__ void __launch_bounds__(kThreads) qconv_mma(const __grid_constant__ Mm
   const int my_tiles = tm0 < a.tiles_m ? (a.tiles_m - 1 - tm0) / a.groups_m + 1 : 0;
   const int total = my_tiles * nch;
 
-  for (int i = tid; i < kTileN * (a.red / 16); i += kThreads) {
+  for (int i = tid; !a.stream && i < kTileN * (a.red / 16); i += kThreads) {
     const int row = i / (a.red / 16), col = (i - row * (a.red / 16)) * 16;
     cp_async16(w_s + row * rowb + col, a.w + int64_t(n0 + row) * a.red + col, true);
   }
@@ -268,6 +272,9 @@ __global__ void __launch_bounds__(kThreads) qconv_mma(const __grid_constant__ Mm
         const bool ok = unsigned(row_ih[v] + tap.x) < unsigned(a.h) && unsigned(row_iw[v] + tap.y) < unsigned(a.w_);
         cp_async16(dst + v * (kThreads / 4) * kRowA, a.x + (ok ? row_src[v] + tap.z : 0), ok);  // outside: zeros
       }
+      if (a.stream)  // the chunk's 64 x 64 weight bytes: one 16-byte part per thread
+        cp_async16(w_s + i_stage * kTileN * kChunk + (tid >> 2) * kChunk + x_unit(tid >> 2, part),
+                   a.w + int64_t(n0 + (tid >> 2)) * a.red + i_kc * kChunk + part * 16, true);
       i_stage = i_stage + 1 == a.stages ? 0 : i_stage + 1;
       if (++i_kc == nch) {
         i_kc = 0;
@@ -292,8 +299,14 @@ __global__ void __launch_bounds__(kThreads) qconv_mma(const __grid_constant__ Mm
   // (The row's swizzle depends on lane & 15 alone: warp and fragment offsets are multiples of 16.)
   const int8_t* a_lane = x_s + (warp * kWarpM + (lane & 15)) * kRowA;
   const int a_unit[2] = {x_unit(lane & 15, lane >> 4), x_unit(lane & 15, 2 + (lane >> 4))};  // k bytes 0-31, 32-63
-  const int8_t* b_lane = w_s + (((lane >> 4) << 3) + (lane & 7)) * rowb + ((lane >> 3) & 1) * 16;
-  const int b_step = 16 * rowb;  // two n8 tiles of weight rows
+  // B: two n8 tiles of weight rows per ldmatrix; resident rows of rowb
+  // bytes, or streamed 64-byte rows swizzled like X (row bits 1-2 come from
+  // lane & 7: the tile offsets are multiples of 8).
+  const int b_row = ((lane >> 4) << 3) + (lane & 7), b_unit = (lane >> 3) & 1;
+  const int b_pitch = a.stream ? kChunk : rowb, b_step = 16 * b_pitch;
+  const int8_t* b_lane = w_s + b_row * b_pitch;
+  const int b_off[2] = {a.stream ? x_unit(b_row, b_unit) : b_unit * 16,
+                        a.stream ? x_unit(b_row, 2 + b_unit) : 32 + b_unit * 16};  // k bytes 0-31, 32-63
 
   const int esize = (V::kY >= 0 ? V::kY : a.y_kind) == kYInt8 ? 1 : 2;
   const int vec_shift = esize == 1 ? 2 : 3;  // 16-byte vectors per staging row: 4 or 8
@@ -304,7 +317,7 @@ __global__ void __launch_bounds__(kThreads) qconv_mma(const __grid_constant__ Mm
     __syncthreads();  // chunk j is in; every warp is done with chunk j - 1's stage
     issue();
     const int8_t* xa = a_lane + stage * kTileM * kRowA;
-    const int8_t* wb = b_lane + kc * kChunk;
+    const int8_t* wb = b_lane + (a.stream ? stage * kTileN * kChunk : kc * kChunk);
 #pragma unroll
     for (int ks = 0; ks < kChunk / 32; ++ks) {
       uint32_t af[WM][4];
@@ -313,7 +326,7 @@ __global__ void __launch_bounds__(kThreads) qconv_mma(const __grid_constant__ Mm
 #pragma unroll
       for (int jb = 0; jb < 4; ++jb) {
         uint32_t b[4];
-        ldmatrix_x4(b, wb + jb * b_step + ks * 32);
+        ldmatrix_x4(b, wb + jb * b_step + b_off[ks]);
 #pragma unroll
         for (int mi = 0; mi < WM; ++mi) {
           mma_s8(acc[mi][2 * jb], af[mi], b[0], b[1]);
@@ -370,14 +383,16 @@ int staged_residuals(const Plan& p, int stages) {
   return p.has_z ? z_slots_for(int(p.r * p.s * p.c / kChunk), stages) : 0;
 }
 int z_kind_of(const Plan& p) { return !p.has_z ? kZNone : p.z == DataType::kInt8 ? kZInt8 : kZHalf; }
-int smem_for(const Plan& p, int wm, int stages) {
-  return smem_bytes(128 * wm, stages, int(p.r * p.s * p.c), staged_residuals(p, stages), z_kind_of(p),
+int smem_for(const Plan& p, int wm, int stages, bool stream) {
+  return smem_bytes(128 * wm, stages, stream, int(p.r * p.s * p.c), staged_residuals(p, stages), z_kind_of(p),
                     p.y == DataType::kInt8 ? kYInt8 : kYHalf);
 }
 
 class MmaKernel : public Kernel {
  public:
-  MmaKernel(const Plan& p, int wm) {
+  MmaKernel(const Plan& p, MmaShape shape) {
+    const int wm = shape.wm;
+    a_.stream = shape.stream;
     a_.pixels = p.n * p.p * p.q;
     a_.c = int(p.c);
     a_.k = int(p.k);
@@ -429,7 +444,7 @@ class MmaKernel : public Kernel {
     // leaves room for more resident CTAs (latency is hidden by warps).
     int resident = 0;
     for (int stages : {4, 3}) {
-      const int smem = smem_for(p, wm, stages);
+      const int smem = smem_for(p, wm, stages, shape.stream);
       if (smem > kMaxSmem) continue;
       const int r = resident_ctas(reinterpret_cast<const void*>(fn_), kThreads, smem, "qconv_mma");
       if (r <= resident) continue;
@@ -472,7 +487,7 @@ bool packed_nhwc(const int64_t s[4], int64_t c, int64_t h, int64_t w) {
 
 }  // namespace
 
-std::string mma_refusal(const Plan& p, int wm) {
+std::string mma_refusal(const Plan& p, MmaShape shape) {
   if (p.group != 1) return "grouped convolution";
   if (p.c % kChunk != 0) return "input channels not a multiple of 64";
   if (p.k % kTileN != 0) return "output channels not a multiple of 64";
@@ -483,11 +498,14 @@ std::string mma_refusal(const Plan& p, int wm) {
     return "X, Y or Z not packed channels-last";
   if (p.n * p.p * p.q >= INT_MAX / 2 || p.n * p.h * p.w >= INT_MAX / 2) return "too many pixels";
   if (p.h * p.w * p.c >= INT_MAX) return "one image of X over 2 GiB";
-  if (smem_for(p, wm, 3) > kMaxSmem)
-    return "R*S*C too deep: the weights of 64 output channels and the pipeline exceed shared memory";
+  if (smem_for(p, shape.wm, 3, shape.stream) > kMaxSmem)
+    return shape.stream ? "the pipeline exceeds shared memory"
+                        : "R*S*C too deep: the weights of 64 output channels and the pipeline exceed shared memory";
   return "";
 }
 
-std::unique_ptr<Kernel> make_mma_kernel(const Plan& p, int wm) { return std::unique_ptr<Kernel>(new MmaKernel(p, wm)); }
+std::unique_ptr<Kernel> make_mma_kernel(const Plan& p, MmaShape shape) {
+  return std::unique_ptr<Kernel>(new MmaKernel(p, shape));
+}
 
 }  // namespace kiln::cuda::qconv

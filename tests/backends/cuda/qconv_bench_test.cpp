@@ -226,6 +226,7 @@ TEST(CudaQConvBench, DISABLED_Int8AgainstFp16Timings) {
       {"/layer1.0/conv2 3x3 64->64", 64, 56, 56, 64, 3, 1, 1, false, DataType::kInt8},
       {"/layer1.0/conv3 1x1 64->256 +Z", 64, 56, 56, 256, 1, 1, 0, true, DataType::kInt8},
       {"/layer2.0/conv2 3x3/2 128->128", 128, 56, 56, 128, 3, 2, 1, false, DataType::kInt8},
+      {"/layer2.x/conv2 3x3 128->128", 128, 28, 28, 128, 3, 1, 1, false, DataType::kInt8},
       {"/layer2.0/downsample 1x1/2 256->512", 256, 56, 56, 512, 1, 2, 0, false, DataType::kInt8},
       {"/layer3.x/conv2 3x3 256->256", 256, 14, 14, 256, 3, 1, 1, false, DataType::kInt8},
       {"/layer3.x/conv3 1x1 256->1024 +Z", 256, 14, 14, 1024, 1, 1, 0, true, DataType::kInt8},

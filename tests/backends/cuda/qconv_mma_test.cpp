@@ -20,6 +20,8 @@ using qconv_check::QCase;
 
 constexpr const char* kM128 = "qconv_mma:m128";  // 16 pixels per warp
 constexpr const char* kM256 = "qconv_mma:m256";  // 32 pixels per warp
+constexpr const char* kM128s = "qconv_mma:m128s";  // the same, weights streamed
+constexpr const char* kM256s = "qconv_mma:m256s";
 
 QCase one_by_one(const char* name, int64_t n, int64_t c, int64_t hw, int64_t k, uint32_t seed) {
   QCase q;
@@ -31,22 +33,32 @@ QCase one_by_one(const char* name, int64_t n, int64_t c, int64_t hw, int64_t k, 
   return q;
 }
 
+// A 3x3, pads 1, stride 1, on one_by_one's other settings.
+QCase three_by_three(const char* name, int64_t n, int64_t c, int64_t hw, int64_t k, uint32_t seed) {
+  QCase q = one_by_one(name, n, c, hw, k, seed);
+  q.r = q.s = 3;
+  q.pads = {1, 1, 1, 1};
+  return q;
+}
+
 // check_case compares every offered tactic with the CPU reference; this
-// says which of the two qconv_mma tiles were among them.
+// says which of the qconv_mma tactics were among them.
 struct Offered {
-  bool m128, m256;
+  bool m128, m256, m128s, m256s;
 };
 Offered mma_tiles(const QCase& c) {
   const auto ran = check_case(c);
-  return {ran.count(kM128) > 0, ran.count(kM256) > 0};
+  return {ran.count(kM128) > 0, ran.count(kM256) > 0, ran.count(kM128s) > 0, ran.count(kM256s) > 0};
 }
+// Both resident tiles; and the streamed ones too where R*S*C >= 512.
 bool offers_mma(const QCase& c) {
   const Offered o = mma_tiles(c);
-  return o.m128 && o.m256;
+  const bool deep = c.r * c.s * c.c >= 512;
+  return o.m128 && o.m256 && o.m128s == deep && o.m256s == deep;
 }
 bool offers_no_mma(const QCase& c) {
   const Offered o = mma_tiles(c);
-  return !o.m128 && !o.m256;
+  return !o.m128 && !o.m256 && !o.m128s && !o.m256s;
 }
 
 // ResNet-50 layer1 conv1 (64 -> 64) at batch 12: 37632 pixels, more 128-pixel
@@ -106,9 +118,7 @@ TEST(CudaQConvMma, Fp16OutputsAndResiduals) {
   c = one_by_one("1x1 5x5 C128 K128 fp16 Z relu int8 out", 3, 128, 5, 128, 307);
   c.z = DataType::kFloat16;
   EXPECT_TRUE(offers_mma(c));
-  c = one_by_one("3x3 pad 1 C64 K64 int8 Z relu fp16 out", 2, 64, 7, 64, 308);
-  c.r = c.s = 3;
-  c.pads = {1, 1, 1, 1};
+  c = three_by_three("3x3 pad 1 C64 K64 int8 Z relu fp16 out", 2, 64, 7, 64, 308);
   c.z = DataType::kInt8;
   c.to = DataType::kFloat16;
   EXPECT_TRUE(offers_mma(c));
@@ -154,13 +164,9 @@ TEST(CudaQConvMma, SmallerNodeKeepsALargerOnesSharedMemory) {
 // asymmetric pads and an int8 residual; a 5x5 to fp16 with Clip.
 TEST(CudaQConvMma, WindowsStridesPadsAndDilations) {
   KILN_REQUIRE_GPU();
-  QCase c = one_by_one("3x3 pad 1 C64 K64 relu", 2, 64, 9, 64, 330);
-  c.r = c.s = 3;
-  c.pads = {1, 1, 1, 1};
+  QCase c = three_by_three("3x3 pad 1 C64 K64 relu", 2, 64, 9, 64, 330);
   EXPECT_TRUE(offers_mma(c));
-  c = one_by_one("3x3/2 pad 1 C128 K128 relu", 2, 128, 11, 128, 331);
-  c.r = c.s = 3;
-  c.pads = {1, 1, 1, 1};
+  c = three_by_three("3x3/2 pad 1 C128 K128 relu", 2, 128, 11, 128, 331);
   c.strides = {2, 2};
   EXPECT_TRUE(offers_mma(c));
   c = one_by_one("3x3 dil 2 pads 2,1,0,3 C64 K128 int8 Z", 1, 64, 10, 128, 332);
@@ -180,30 +186,27 @@ TEST(CudaQConvMma, WindowsStridesPadsAndDilations) {
 }
 
 // The 256-pixel tile's pipeline leaves room for fewer resident weights: a
-// 3x3 over 320 channels (R*S*C 2880) runs on 128-pixel tiles only.
-TEST(CudaQConvMma, DeepReductionTakesTheNarrowTileOnly) {
+// 3x3 over 320 channels (R*S*C 2880) keeps them on 128-pixel tiles only,
+// and one over 512 channels (4608) only streams them.
+TEST(CudaQConvMma, DeepReductionsKeepWeightsResidentWhereTheyFit) {
   KILN_REQUIRE_GPU();
-  QCase c = one_by_one("3x3 pad 1 C320 K64 relu", 1, 320, 5, 64, 334);
-  c.r = c.s = 3;
-  c.pads = {1, 1, 1, 1};
-  const Offered o = mma_tiles(c);
-  EXPECT_TRUE(o.m128);
+  Offered o = mma_tiles(three_by_three("3x3 pad 1 C320 K64 relu", 1, 320, 5, 64, 334));
+  EXPECT_TRUE(o.m128 && o.m128s && o.m256s);
   EXPECT_FALSE(o.m256);
+  QCase c = three_by_three("3x3 pad 1 C512 K128 relu int8 Z", 2, 512, 4, 128, 335);
+  c.z = DataType::kInt8;
+  o = mma_tiles(c);
+  EXPECT_TRUE(o.m128s && o.m256s);
+  EXPECT_FALSE(o.m128 || o.m256);
 }
 
 TEST(CudaQConvMma, DeclinesWhatItDoesNotCover) {
   KILN_REQUIRE_GPU();
   QCase c = one_by_one("1x1 C48", 1, 48, 6, 64, 310);
   EXPECT_TRUE(offers_no_mma(c));
-  c = one_by_one("3x3 C512 (R*S*C 4608)", 1, 512, 3, 64, 311);
-  c.r = c.s = 3;
-  c.pads = {1, 1, 1, 1};
-  EXPECT_TRUE(offers_no_mma(c));
   c = one_by_one("1x1 K80", 1, 64, 6, 80, 312);
   EXPECT_TRUE(offers_no_mma(c));
-  c = one_by_one("grouped 3x3", 1, 128, 6, 64, 313);
-  c.r = c.s = 3;
-  c.pads = {1, 1, 1, 1};
+  c = three_by_three("grouped 3x3", 1, 128, 6, 64, 313);
   c.group = 2;
   EXPECT_TRUE(offers_no_mma(c));
   c = one_by_one("1x1 fp32 out", 1, 64, 6, 64, 315);

@@ -1,18 +1,19 @@
 // qconv_mma: QConvs (groups 1, any window, stride, padding and dilation) on
 // int8 tensor cores with mma.sync, as an implicit GEMM whose reduction runs
-// over the taps and 64-channel blocks (R*S*C as far as the weights of 64
-// output channels fit in shared memory). ResNet's 64- to 256-channel 1x1s
+// over the taps and 64-channel blocks. ResNet's 64- to 256-channel 1x1s
 // are memory-bound (keep loads in flight, write full 16-byte vectors); its
 // 3x3s are bound by the instructions issued per mma and by how many warps
 // hide mma latency (keep the per-chunk work small, the footprint small).
 //
-// A CTA of 8 warps owns 64 output channels (their KRSC weights resident in
-// shared memory) and loops over tiles of 128 or 256 output pixels. X streams
-// through a ring of 3 or 4 chunks (a tile's pixels x 64 channels of one tap,
-// zeros outside the image; 3 where that fits more CTAs per SM) with
-// cp.async, prefetch running across tile boundaries; the residual tile (int8 or fp16) rides with its tile's first
-// chunk. Each warp multiplies 16 or 32 pixels x 64 channels (m16n8k32, int32
-// sums) and finishes them in registers:
+// A CTA of 8 warps owns 64 output channels and loops over tiles of 128 or
+// 256 output pixels. Their KRSC weights stay resident in shared memory where
+// that fits without costing warps; otherwise each chunk's 64x64 weights
+// stream with it. X streams through a ring of 3 or 4 chunks (a tile's pixels
+// x 64 channels of one tap, zeros outside the image; 3 where that fits more
+// CTAs per SM) with cp.async, prefetch running across tile boundaries; the
+// residual tile (int8 or fp16) rides with its tile's first chunk. Each warp
+// multiplies 16 or 32 pixels x 64 channels (m16n8k32, int32 sums) and
+// finishes them in registers:
 //   v = fma(acc, m[k], B[k]);  v = fma(z_scale, z, v);  act;  int8: cvt.rni.sat
 // into its rows of a staging tile, written out as 16-byte vectors. For int8
 // outputs with ReLU or no activation, 1 / y_scale is folded into m, B and
@@ -81,8 +82,9 @@ int z_slots_for(int chunks_per_tile, int stages) {
 __host__ __device__ inline int z_row_bytes(int z_kind) { return kTileN * (z_kind == kZHalf ? 2 : 1) + 16; }
 __host__ __device__ inline int out_row_bytes(int y_kind) { return kTileN * (y_kind == kYInt8 ? 1 : 2) + 16; }
 int smem_bytes(int tile_m, int stages, bool stream, int red, int z_slots, int z_kind, int y_kind) {
-  return (stream ? stages * kTileN * kChunk : kTileN * (red + 16)) + stages * tile_m * kRowA + z_slots * tile_m * z_row_bytes(z_kind) +
-         tile_m * out_row_bytes(y_kind) + 2 * kTileN * 4 + (red / kChunk) * 16;
+  const int weights = stream ? stages * kTileN * kChunk : kTileN * (red + 16);
+  return weights + stages * tile_m * kRowA + z_slots * tile_m * z_row_bytes(z_kind) + tile_m * out_row_bytes(y_kind) +
+         2 * kTileN * 4 + (red / kChunk) * 16;  // m, B; the chunk table
 }
 
 __device__ __forceinline__ void cp_async16(void* dst, const void* src, bool valid) {
@@ -176,10 +178,11 @@ __device__ __forceinline__ void finish_rows(const MmaArgs& a, int (&acc)[8][4], 
   }
 }
 
-// WM: m16 fragments per warp. 1 suits the memory-bound layers (two CTAs
+// WM: m16 fragments per warp. 1 suits the memory-bound layers (more CTAs
 // per SM overlap one's epilogue with another's loads); 2 reuses each weight
-// fragment for two row blocks at one CTA per SM, which wins on some deep
-// reductions (1024-channel 1x1s, a strided 3x3). Both are tactics; timing picks.
+// fragment for two row blocks (twice the accumulators per warp, fewer
+// warps), which wins on the 3x3s and the deep 1x1s. Both are tactics; timing
+// picks.
 // Register caps keep 3 (WM 1) or 2 (WM 2) CTAs of registers per SM, so
 // shared memory alone decides how many are resident.
 template <class V, int WM>
@@ -264,7 +267,8 @@ __global__ void __launch_bounds__(kThreads, WM == 1 ? 3 : 2) qconv_mma(const __g
           }
         }
       }
-      int8_t* dst = x_s + i_stage * kTileM * kRowA + (tid >> 2) * kRowA + x_unit(tid >> 2, part);  // rows v * 64 on share the swizzle
+      // Rows tid / 4 + v * 64 share row bits 1-2, hence the swizzle.
+      int8_t* dst = x_s + i_stage * kTileM * kRowA + (tid >> 2) * kRowA + x_unit(tid >> 2, part);
       const int4 tap = tap_s[i_kc];
 #pragma unroll
       for (int v = 0; v < kRowsPerThread; ++v) {
@@ -435,7 +439,8 @@ class MmaKernel : public Kernel {
     std::vector<int8_t> wk(size_t(p.k) * size_t(a_.red));
     for (int64_t o = 0; o < p.k; ++o)
       for (int64_t ci = 0; ci < p.c; ++ci)
-        for (int64_t t = 0; t < p.r * p.s; ++t) wk[size_t(o * a_.red + t * p.c + ci)] = wsrc[(o * p.c + ci) * p.r * p.s + t];
+        for (int64_t t = 0; t < p.r * p.s; ++t)
+          wk[size_t(o * a_.red + t * p.c + ci)] = wsrc[(o * p.c + ci) * p.r * p.s + t];
     w_ = upload(wk.data(), wk.size());
     m_ = upload(m.data(), m.size() * sizeof(float));
     b_ = upload(b.data(), b.size() * sizeof(float));

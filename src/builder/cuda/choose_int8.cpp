@@ -3,8 +3,10 @@
 // both on the real shapes with their fastest tactics, and the choice is the
 // FP16/FP32 one of choose_precision.h with INT8 in the FP32 role: a layer
 // leaves float only for a gain beyond timing noise, a tensor whose producer
-// and reader disagree costs one reformat, and runs of layers switch together
-// where one alone would not pay for its reformats.
+// and reader disagree costs one reformat (unless the INT8 side handles float
+// itself: an INT8 conv's float output or float residual, at its wider
+// bytes), and runs of layers switch together where one alone would not pay
+// for its reformats.
 #include <algorithm>
 #include <cstdio>
 #include <map>

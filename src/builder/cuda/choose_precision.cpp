@@ -54,9 +54,10 @@ class Search {
     double wide = 0;
     if (v.producer >= 0 && v.follows_reads && !stored16)
       for (const PrecisionRead& r : v.reads)
-        if (!stored16 && (r.layer >= 0 ? bool(x[size_t(r.layer)]) : r.fp16)) {
+        if (r.layer >= 0 ? bool(x[size_t(r.layer)]) : r.fp16) {
           stored16 = true;
           wide = v.wide_ms;
+          break;
         }
     bool convert = false, relayout = false, wide_read = false;
     for (const PrecisionRead& r : v.reads) {

@@ -6,8 +6,11 @@
 // A tensor stored in one precision and read in the other costs one
 // conversion (shared by every reader that wants it); a tensor stored in FP16
 // and read in FP16 by a reader that wants another layout (a channels-last
-// convolution feeding a row-major layer) costs one layout change. Layers
-// pinned by the user never change; the rest are chosen to minimize the total.
+// convolution feeding a row-major layer) costs one layout change. For the
+// INT8 choice (INT8 in the FP32 role), a layer may instead handle float
+// itself at the price of its wider bytes (PrecisionTensor::follows_reads,
+// PrecisionRead::either_in_fp32). Layers pinned by the user never change;
+// the rest are chosen to minimize the total.
 #pragma once
 
 #include <string>

@@ -83,7 +83,8 @@ std::set<std::string> plugin_input_layers(const ir::Graph& g);
 // copies, one reformat per tensor whose producer and quantized reader
 // disagree (cost by bytes, at the bandwidth of the quantize layers timed),
 // an INT8 producer with float readers writing float itself and an INT8
-// layer reading a float residual (each charged its wider bytes). Layers in `pinned_int8` (or all, with "*") stay INT8.
+// layer reading a float residual (each charged its wider bytes). Layers in
+// `pinned_int8` (or all, with "*") stay INT8.
 // `why` receives "int8 X ms vs fp16 Y ms: int8|float" per compared layer.
 std::set<std::string> int8_slower_layers(const ir::Graph& int8_graph, const ir::Graph& float_graph, const Options& o,
                                          const std::set<std::string>& pinned_int8,

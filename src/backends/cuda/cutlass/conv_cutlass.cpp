@@ -203,4 +203,14 @@ std::vector<Tactic> cutlass_conv_tactics(const ir::Node& n, std::string* why) {
 
 void register_conv_cutlass_kernels(Registry& r) { r.extend("Conv", cutlass_conv_tactics); }
 
+void cutlass_sm90::reserve_shared_memory(const void* fn, int bytes, const std::string& who) {
+  if (bytes < (48 << 10)) return;
+  const cudaError_t e = cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    throw_internal(who + ": cannot reserve " + std::to_string(bytes) + " bytes of shared memory: " +
+                   cudaGetErrorString(e));
+  }
+}
+
 }  // namespace kiln::cuda

@@ -65,6 +65,12 @@ class ConvTile {
   virtual void launch(const ConvShape& s, const ConvOperands& o, void* workspace, cudaStream_t stream) const = 0;
 };
 
+// For every tile's prepare(): raises kernel `fn`'s dynamic shared-memory
+// limit to `bytes` where that is above the 48 KB default (each CUTLASS
+// instantiation has one fixed size); throws kiln::Error naming `who`
+// ("family:tile") when the device refuses.
+void reserve_shared_memory(const void* fn, int bytes, const std::string& who);
+
 // The compiled configurations (one per .cu file).
 const ConvTile& tile_128x128x64();
 const ConvTile& tile_128x64x64();

@@ -87,15 +87,8 @@ class Sm90ConvTile final : public ConvTile {
   }
 
   void prepare() const override {
-    const int smem = Kernel::SharedStorageSize;
-    if (smem < (48 << 10)) return;
-    const cudaError_t e = cudaFuncSetAttribute(cutlass::device_kernel<Kernel>,
-                                               cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
-    if (e != cudaSuccess) {
-      cudaGetLastError();
-      throw_internal(std::string("cutlass_sm90:") + name_ + ": cannot reserve " + std::to_string(smem) +
-                     " bytes of shared memory: " + cudaGetErrorString(e));
-    }
+    reserve_shared_memory(reinterpret_cast<const void*>(cutlass::device_kernel<Kernel>), Kernel::SharedStorageSize,
+                          std::string("cutlass_sm90:") + name_);
   }
 
   void launch(const ConvShape& s, const ConvOperands& o, void* workspace, cudaStream_t stream) const override {

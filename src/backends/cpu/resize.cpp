@@ -13,112 +13,12 @@
 #include "backends/cpu/parallel.h"
 #include "backends/cpu/tensor_copy.h"
 #include "ir/ops/resize_params.h"
+#include "ir/ops/resize_table.h"
 #include "kiln/error.h"
 
 namespace kiln::cpu {
 
 namespace {
-
-struct AxisTable {
-  int64_t len = 0, taps = 1;
-  std::vector<int64_t> idx;      // len * taps source indices, already clamped
-  std::vector<float> w;          // len * taps weights
-  std::vector<uint8_t> outside;  // per output coordinate: use the extrapolation value
-  bool any_outside = false;
-  bool identity = false;
-};
-
-double source_coord(const ir::ResizeSpec& s, size_t a, int64_t x) {
-  const double in = double(s.in[a]), sc = s.scale[a], xd = double(x);
-  const int64_t out = s.out[a];
-  const std::string& m = s.coord_mode;
-  if (m == "asymmetric") return xd / sc;
-  if (m == "pytorch_half_pixel") return out > 1 ? (xd + 0.5) / sc - 0.5 : 0.0;
-  if (m == "align_corners") return out == 1 ? 0.0 : xd * (in - 1) / (sc * in - 1);
-  if (m == "half_pixel_symmetric") {
-    // Centres the (fractional) output canvas on the input when floor() cut it.
-    const double adjust = double(out) / (sc * in);
-    return in / 2 * (1 - adjust) + (xd + 0.5) / sc - 0.5;
-  }
-  if (m == "tf_crop_and_resize") {
-    const double rs = s.roi_start[a], re = s.roi_end[a];
-    if (out == 1) return (rs + re) / 2 * (in - 1);
-    return rs * (in - 1) + xd * (re - rs) * (in - 1) / double(out - 1);
-  }
-  return (xd + 0.5) / sc - 0.5;  // half_pixel
-}
-
-int64_t nearest_index(double x, const std::string& mode) {
-  const double f = std::floor(x), frac = x - f;
-  if (frac == 0) return int64_t(f);
-  if (mode == "floor") return int64_t(f);
-  if (mode == "ceil") return int64_t(f) + 1;
-  if (mode == "round_prefer_ceil") return frac < 0.5 ? int64_t(f) : int64_t(f) + 1;
-  return frac <= 0.5 ? int64_t(f) : int64_t(f) + 1;  // round_prefer_floor
-}
-
-double cubic_weight(double d, double A) {
-  d = std::fabs(d);
-  if (d <= 1) return ((A + 2) * d - (A + 3)) * d * d + 1;
-  if (d < 2) return ((A * d - 5 * A) * d + 8 * A) * d - 4 * A;
-  return 0;
-}
-
-AxisTable build_table(const ir::ResizeSpec& s, size_t a) {
-  AxisTable t;
-  const int64_t in = s.in[a];
-  t.len = s.out[a];
-  t.outside.assign(size_t(t.len), 0);
-  const bool nearest = s.mode == "nearest", cubic = s.mode == "cubic";
-  // Antialias widens the kernel by 1/scale when shrinking.
-  const double ks = s.antialias ? std::min(s.scale[a], 1.0) : 1.0;
-  const double support = cubic ? 2.0 : 1.0;
-  const int64_t start = nearest ? 0 : int64_t(std::floor(-support / ks)) + 1;
-  t.taps = nearest ? 1 : 2 - 2 * start;
-  t.idx.resize(size_t(t.len * t.taps));
-  t.w.resize(size_t(t.len * t.taps));
-  std::vector<double> w(size_t(t.taps));
-  for (int64_t x = 0; x < t.len; ++x) {
-    const double xo = source_coord(s, a, x);
-    if (s.coord_mode == "tf_crop_and_resize" && (xo < 0 || xo > double(in - 1))) {
-      t.outside[size_t(x)] = 1;
-      t.any_outside = true;
-    }
-    int64_t* ix = &t.idx[size_t(x * t.taps)];
-    float* wt = &t.w[size_t(x * t.taps)];
-    if (nearest) {
-      ix[0] = std::clamp<int64_t>(nearest_index(xo, s.nearest_mode), 0, in - 1);
-      wt[0] = 1.f;
-      continue;
-    }
-    // Taps left of xo are floor-aligned with the fraction in (0, 1], as the ONNX reference picks neighbours.
-    const int64_t f = int64_t(std::ceil(xo)) - 1;
-    double sum = 0;
-    for (int64_t j = 0; j < t.taps; ++j) {
-      const int64_t i = f + start + j;
-      const double d = (double(i) - xo) * ks;
-      double v = cubic ? cubic_weight(d, s.cubic_a) : std::max(0.0, 1 - std::fabs(d));
-      if (s.exclude_outside && (i < 0 || i >= in)) v = 0;
-      w[size_t(j)] = v;
-      sum += v;
-      ix[j] = std::clamp<int64_t>(i, 0, in - 1);
-    }
-    const bool normalize = (s.antialias || s.exclude_outside) && sum != 0;
-    for (int64_t j = 0; j < t.taps; ++j) wt[j] = float(normalize ? w[size_t(j)] / sum : w[size_t(j)]);
-  }
-  // Identity: every output coordinate reads exactly its own source element.
-  t.identity = t.len == in && !t.any_outside;
-  for (int64_t x = 0; t.identity && x < t.len; ++x) {
-    float own = 0;
-    for (int64_t j = 0; j < t.taps; ++j) {
-      const size_t k = size_t(x * t.taps + j);
-      if (t.idx[k] == x) own += t.w[k];
-      else if (t.w[k] != 0.f) t.identity = false;
-    }
-    t.identity = t.identity && own == 1.f;
-  }
-  return t;
-}
 
 void load_floats(const ir::Tensor& t, float* dst) {
   const int64_t n = t.numel();
@@ -156,7 +56,7 @@ class ResizeKernel : public Kernel {
   explicit ResizeKernel(const ir::Node& n) : spec_(ir::resize_spec(n)), label_(n.label()) {
     dtype_ = n.in(0)->dtype;
     es_ = dtype_size(dtype_);
-    for (size_t a = 0; a < spec_.in.size(); ++a) tables_.push_back(build_table(spec_, a));
+    for (size_t a = 0; a < spec_.in.size(); ++a) tables_.push_back(ir::resize_table(spec_, a));
     const size_t r = tables_.size();
     bool all_identity = true;
     for (auto& t : tables_) all_identity = all_identity && t.identity;
@@ -194,13 +94,13 @@ class ResizeKernel : public Kernel {
   std::string label_, tactic_;
   DataType dtype_ = DataType::kFloat32;
   size_t es_ = 4;
-  std::vector<AxisTable> tables_;
+  std::vector<ir::ResizeTable> tables_;
 };
 
 void ResizeKernel::run_nearest(const ir::Tensor& x, ir::Tensor& y) const {
   const size_t r = tables_.size();
   const std::vector<int64_t> str = contiguous_strides(spec_.in);
-  const AxisTable& last = tables_.back();
+  const ir::ResizeTable& last = tables_.back();
   const int64_t len = last.len, rows = y.numel() / len, es = int64_t(es_);
   std::vector<int64_t> col(static_cast<size_t>(len));
   for (int64_t o = 0; o < len; ++o) col[size_t(o)] = last.idx[size_t(o)] * str[r - 1];
@@ -256,7 +156,7 @@ void ResizeKernel::run_nearest(const ir::Tensor& x, ir::Tensor& y) const {
 void ResizeKernel::run_bilinear(const ir::Tensor& x, ir::Tensor& y) const {
   constexpr int64_t kRowBlock = 16;
   const size_t r = tables_.size();
-  const AxisTable &ty = tables_[r - 2], &tx = tables_[r - 1];
+  const ir::ResizeTable &ty = tables_[r - 2], &tx = tables_[r - 1];
   const int64_t H = spec_.in[r - 2], W = spec_.in[r - 1], OH = ty.len, OW = tx.len;
   const int64_t planes = y.numel() / (OH * OW), blocks = (OH + kRowBlock - 1) / kRowBlock;
   const float* src = x.data<float>();
@@ -325,7 +225,7 @@ void ResizeKernel::run_separable(const ir::Tensor& x, ir::Tensor& y) const {
   ir::Dims dims = spec_.in;
   const float ext = spec_.extrapolation;
   for (size_t a : order) {
-    const AxisTable& t = tables_[a];
+    const ir::ResizeTable& t = tables_[a];
     const int64_t pre = std::accumulate(dims.begin(), dims.begin() + a, int64_t(1), std::multiplies<int64_t>());
     const int64_t post = std::accumulate(dims.begin() + a + 1, dims.end(), int64_t(1), std::multiplies<int64_t>());
     const int64_t lin = dims[a], lout = t.len, K = t.taps;

@@ -1,7 +1,7 @@
 // CUDA Resize (opset-18 form; Upsample is canonicalized to it on import).
 // Shapes are static, so the factory turns every axis into a table of
-// (source index, weight) taps per output coordinate (resize_tables.cpp,
-// built exactly as the CPU reference builds them) and the kernel uploads
+// (source index, weight) taps per output coordinate (ir/ops/resize_table.h,
+// the tables the CPU reference walks) and the kernel uploads
 // the tables once. Each output element then sums the product of its
 // per-axis taps in fp32; axes whose table is the identity are read straight
 // through. tf_crop_and_resize coordinates outside the input take
@@ -14,10 +14,15 @@
 //   resize_nhwc  rank 4 only: channels fastest (channels-last)
 #include <cuda_fp16.h>
 
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
 #include "backends/cuda/common.h"
 #include "backends/cuda/kernel.h"
-#include "backends/cuda/resize_tables.h"
 #include "ir/ops/resize_params.h"
+#include "ir/ops/resize_table.h"
 
 namespace kiln::cuda {
 
@@ -167,6 +172,33 @@ class ResizeKernel : public Kernel {
   DevicePtr idx_, w_, outside_;
 };
 
+// ---- host helpers ----
+
+// The extrapolation value as the output dtype stores it (integers round half
+// to even and saturate, as the CPU kernel stores them).
+uint64_t fill_bits(float v, DataType t) {
+  uint64_t bits = 0;
+  auto to_int = [v](double lo, double hi) {
+    const double r = std::nearbyint(double(v));
+    return std::isnan(r) ? 0.0 : std::clamp(r, lo, hi);
+  };
+  switch (t) {
+    case DataType::kFloat32: std::memcpy(&bits, &v, 4); break;
+    case DataType::kFloat16: bits = float_to_half(v); break;
+    case DataType::kInt8: { int8_t q = int8_t(to_int(-128, 127)); std::memcpy(&bits, &q, 1); break; }
+    case DataType::kUInt8: bits = uint8_t(to_int(0, 255)); break;
+    case DataType::kInt32: { int32_t q = int32_t(to_int(-2147483648.0, 2147483647.0)); std::memcpy(&bits, &q, 4); break; }
+    case DataType::kInt64: {
+      const double r = std::nearbyint(double(v));
+      int64_t q = std::isnan(r) ? 0 : r >= 9.2233720368547758e18 ? INT64_MAX : r < -9.2233720368547758e18 ? INT64_MIN : int64_t(r);
+      std::memcpy(&bits, &q, 8);
+      break;
+    }
+    case DataType::kBool: bits = v != 0; break;
+  }
+  return bits;
+}
+
 // ---- the common case: rank 4, only H and W resample, 32-bit offsets ----
 
 struct Params2d {
@@ -292,14 +324,14 @@ bool make_2d(const ir::ResizeSpec& spec, const TensorDesc& xd, const TensorDesc&
     yn *= yd.dims[a];
   }
   if (xn >= kNarrow || yn >= kNarrow) return false;
-  AxisTable t[4];
-  for (size_t a = 0; a < 4; ++a) t[a] = build_table(spec, a);
+  ir::ResizeTable t[4];
+  for (size_t a = 0; a < 4; ++a) t[a] = ir::resize_table(spec, a);
   if (!t[0].identity || !t[1].identity) return false;
   std::vector<int> wi;
   std::vector<float> ww;
   int taps[2];
   for (int k = 0; k < 2; ++k) {
-    const AxisTable& a = t[2 + k];
+    const ir::ResizeTable& a = t[2 + k];
     std::vector<int>& di = k ? wi : idx;
     std::vector<float>& dw = k ? ww : w;
     if (a.identity) {
@@ -370,7 +402,7 @@ std::vector<Tactic> resize_tactics(const ir::Node& n, std::string* why) {
     p.order[a] = a;
     p.total *= yd.dims[a];
     if (yd.dims[a] != spec.out[size_t(a)]) throw_internal(n.label() + ": Resize output shape disagrees with its spec");
-    AxisTable t = build_table(spec, size_t(a));
+    ir::ResizeTable t = ir::resize_table(spec, size_t(a));
     if (t.identity) continue;
     p.act[p.nact++] = a;
     p.taps[a] = t.taps;

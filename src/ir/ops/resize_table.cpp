@@ -1,17 +1,15 @@
-// Resize tap tables, built on the host exactly as the CPU reference builds
-// them (src/backends/cpu/resize.cpp) so both backends sample the same taps.
-#include "backends/cuda/resize_tables.h"
+// Resize tap tables (resize_table.h).
+#include "ir/ops/resize_table.h"
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
-#include <limits>
+#include <string>
 
-namespace kiln::cuda {
+namespace kiln::ir {
 
 namespace {
 
-double source_coord(const ir::ResizeSpec& s, size_t a, int64_t x) {
+double source_coord(const ResizeSpec& s, size_t a, int64_t x) {
   const double in = double(s.in[a]), sc = s.scale[a], xd = double(x);
   const int64_t out = s.out[a];
   const std::string& m = s.coord_mode;
@@ -19,6 +17,7 @@ double source_coord(const ir::ResizeSpec& s, size_t a, int64_t x) {
   if (m == "pytorch_half_pixel") return out > 1 ? (xd + 0.5) / sc - 0.5 : 0.0;
   if (m == "align_corners") return out == 1 ? 0.0 : xd * (in - 1) / (sc * in - 1);
   if (m == "half_pixel_symmetric") {
+    // Centres the (fractional) output canvas on the input when floor() cut it.
     const double adjust = double(out) / (sc * in);
     return in / 2 * (1 - adjust) + (xd + 0.5) / sc - 0.5;
   }
@@ -48,8 +47,8 @@ double cubic_weight(double d, double A) {
 
 }  // namespace
 
-AxisTable build_table(const ir::ResizeSpec& s, size_t a) {
-  AxisTable t;
+ResizeTable resize_table(const ResizeSpec& s, size_t a) {
+  ResizeTable t;
   const int64_t in = s.in[a];
   t.len = s.out[a];
   t.outside.assign(size_t(t.len), 0);
@@ -75,7 +74,7 @@ AxisTable build_table(const ir::ResizeSpec& s, size_t a) {
       wt[0] = 1.f;
       continue;
     }
-    // Left neighbours are floor-aligned with the fraction in (0, 1], as the reference picks them.
+    // Taps left of xo are floor-aligned with the fraction in (0, 1], as the ONNX reference picks neighbours.
     const int64_t f = int64_t(std::ceil(xo)) - 1;
     double sum = 0;
     for (int64_t j = 0; j < t.taps; ++j) {
@@ -104,29 +103,4 @@ AxisTable build_table(const ir::ResizeSpec& s, size_t a) {
   return t;
 }
 
-// The extrapolation value as the output dtype stores it (integers round half
-// to even and saturate, as the CPU kernel stores them).
-uint64_t fill_bits(float v, DataType t) {
-  uint64_t bits = 0;
-  auto to_int = [v](double lo, double hi) {
-    const double r = std::nearbyint(double(v));
-    return std::isnan(r) ? 0.0 : std::clamp(r, lo, hi);
-  };
-  switch (t) {
-    case DataType::kFloat32: std::memcpy(&bits, &v, 4); break;
-    case DataType::kFloat16: bits = float_to_half(v); break;
-    case DataType::kInt8: { int8_t q = int8_t(to_int(-128, 127)); std::memcpy(&bits, &q, 1); break; }
-    case DataType::kUInt8: bits = uint8_t(to_int(0, 255)); break;
-    case DataType::kInt32: { int32_t q = int32_t(to_int(-2147483648.0, 2147483647.0)); std::memcpy(&bits, &q, 4); break; }
-    case DataType::kInt64: {
-      const double r = std::nearbyint(double(v));
-      int64_t q = std::isnan(r) ? 0 : r >= 9.2233720368547758e18 ? INT64_MAX : r < -9.2233720368547758e18 ? INT64_MIN : int64_t(r);
-      std::memcpy(&bits, &q, 8);
-      break;
-    }
-    case DataType::kBool: bits = v != 0; break;
-  }
-  return bits;
-}
-
-}  // namespace kiln::cuda
+}  // namespace kiln::ir

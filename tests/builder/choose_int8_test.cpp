@@ -46,7 +46,7 @@ TEST(ChooseInt8, ReformatsOnlyWhereProducerAndQuantizedReaderMayDisagree) {
   Int8ReformatCost cost;
   const auto p = int8_problem(ch.g, kInt8, kFloat, {}, cost, 2);
   ASSERT_EQ(p.layers.size(), 3u);
-  // x (read quantized by a; its residual read by c is free), ta, tb, y; every
+  // x (read quantized by a, and as c's residual), ta, tb, y; every
   // one priced at 3 bytes per element plus a launch.
   ASSERT_EQ(p.tensors.size(), 4u);
   // An INT8 producer with a float reader writes float itself: one byte more

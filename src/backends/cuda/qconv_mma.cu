@@ -289,7 +289,7 @@ __global__ void __launch_bounds__(kThreads, WM == 1 ? 3 : 2) qconv_mma(const __g
     cp_async_commit();  // empty groups keep the wait counts uniform
   };
 #pragma unroll 1
-  for (int s = 0; s < a.stages - 1; ++s) issue();  // the weights ride in the first group
+  for (int s = 0; s < a.stages - 1; ++s) issue();  // resident weights ride in the first group
 
   int acc[WM][8][4];
 #pragma unroll
@@ -387,9 +387,10 @@ int staged_residuals(const Plan& p, int stages) {
   return p.has_z ? z_slots_for(int(p.r * p.s * p.c / kChunk), stages) : 0;
 }
 int z_kind_of(const Plan& p) { return !p.has_z ? kZNone : p.z == DataType::kInt8 ? kZInt8 : kZHalf; }
+int y_kind_of(const Plan& p) { return p.y == DataType::kInt8 ? kYInt8 : kYHalf; }
 int smem_for(const Plan& p, int wm, int stages, bool stream) {
   return smem_bytes(128 * wm, stages, stream, int(p.r * p.s * p.c), staged_residuals(p, stages), z_kind_of(p),
-                    p.y == DataType::kInt8 ? kYInt8 : kYHalf);
+                    y_kind_of(p));
 }
 
 class MmaKernel : public Kernel {
@@ -419,7 +420,7 @@ class MmaKernel : public Kernel {
     a_.tiles_m = int((a_.pixels + tile_m - 1) / tile_m);
     a_.tiles_n = int(p.k / kTileN);
     a_.z_kind = z_kind_of(p);
-    a_.y_kind = p.y == DataType::kInt8 ? kYInt8 : kYHalf;
+    a_.y_kind = y_kind_of(p);
     a_.act = p.act;
     // int8 Y: round(act(v) / y_scale) becomes round(act(v * (1 / y_scale)))
     // for ReLU or no activation (both commute with a positive scale); a

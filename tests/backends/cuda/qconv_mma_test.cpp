@@ -2,7 +2,8 @@
 // against the CPU QConv kernel, next to every other tactic offered for the
 // same node (qconv_check.h: layout mixes, tolerances). The tactic must be
 // offered channels-last wherever it applies (groups 1, C and K multiples of
-// 64, R*S*C up to 2304, int8 or fp16 Y and Z) and nowhere else.
+// 64, int8 or fp16 Y and Z; resident weights as deep as they fit, streamed
+// ones for R*S*C >= 512) and nowhere else.
 #include <gtest/gtest.h>
 
 #include <memory>

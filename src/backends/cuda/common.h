@@ -62,4 +62,8 @@ const ir::Tensor* constant_input(const ir::Node& n, size_t k);
 // one. Throws kInternal naming `what` when one CTA does not fit an SM.
 int resident_ctas(const void* fn, int threads, int smem, const char* what);
 
+// Whether the current GPU runs sm_90a machine code (compute capability 9.0
+// exactly); otherwise false with the reason in `why`.
+bool current_device_is_sm90(std::string& why);
+
 }  // namespace kiln::cuda

@@ -8,6 +8,7 @@
 #include <climits>
 #include <cmath>
 #include <cstring>
+#include <utility>
 #include <vector>
 
 #include "backends/cuda/common.h"
@@ -214,13 +215,21 @@ std::vector<Tactic> own_tactics(const ir::Node& n, std::string* why) {
     t.push_back({"qconv_dp4a", [p] { return std::unique_ptr<Kernel>(new DirectKernel(*p, true)); }});
   // Streamed weights pay an L2 read per tile: offered where resident ones
   // take enough shared memory to cost warps.
-  for (bool stream : {false, true}) {
-    if (stream && p->r * p->s * p->c < 512) continue;
-    for (int wm : {1, 2}) {
-      const MmaShape shape{wm, stream};
-      if (!mma_refusal(*p, shape).empty()) continue;
-      t.push_back({"qconv_mma:m" + std::to_string(128 * wm) + (stream ? "s" : ""),
-                   [p, shape] { return make_mma_kernel(*p, shape); }});
+  // wgmma: the same tiles on Hopper's warpgroup mma (sm_90a machine code).
+  std::string not_sm90;
+  const bool sm90 = current_device_is_sm90(not_sm90);
+  for (bool wgmma : {false, true}) {
+    if (wgmma && !sm90) continue;
+    for (bool stream : {false, true}) {
+      if (stream && p->r * p->s * p->c < 512) continue;
+      // Tiles of 128 or 256 pixels x 64 output channels; on wgmma also 128 x 128.
+      for (const auto& [wm, tn] : {std::pair{1, 64}, std::pair{2, 64}, std::pair{1, 128}}) {
+        const MmaShape shape{wm, stream, wgmma, tn};
+        if (!mma_refusal(*p, shape).empty()) continue;
+        t.push_back({std::string(wgmma ? "qconv_wgmma" : "qconv_mma") + ":m" + std::to_string(128 * shape.wm) +
+                         (shape.tn == 128 ? "n128" : "") + (stream ? "s" : ""),
+                     [p, shape] { return make_mma_kernel(*p, shape); }});
+      }
     }
   }
   return t;

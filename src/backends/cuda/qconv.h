@@ -19,6 +19,10 @@
 //                 shared memory (R*S*C up to 3x3 x 320 on 128-pixel tiles);
 //   qconv_mma:m128s / :m256s  the same with the weights streamed chunk by
 //                 chunk (any depth), offered for R*S*C >= 512
+//   qconv_wgmma:<tile>  the same tiles on Hopper's warpgroup mma (sm_90a,
+//                 sm90a/qconv_wgmma.cu), plus m128n128 / m128n128s: 128
+//                 output channels per tile (K a multiple of 128); offered
+//                 on compute capability 9.0 only
 //   cutlass_sm90_i8:<config>  (cutlass/qconv_cutlass.h) Hopper tensor cores
 //   cutlass_sm90_i8gemm:<config>  1x1 stride-1 unpadded convs as persistent CUTLASS
 //                 GEMMs (cutlass/qconv_cutlass.h)
@@ -104,11 +108,14 @@ void launch_dp4a(const DirectArgs& a, cudaStream_t s);
 // ---- qconv_mma (qconv_mma.cu) -------------------------------------------
 
 // A qconv_mma tactic: tiles of 128 * wm output pixels (wm 1 or 2: m16
-// fragments per warp), and the weights of the CTA's 64 output channels
-// resident in shared memory or streamed with the input chunk by chunk.
+// fragments per warp), the weights of the CTA's 64 output channels
+// resident in shared memory or streamed with the input chunk by chunk, and
+// mma.sync or (sm_90a, compute capability 9.0 only) wgmma.
 struct MmaShape {
   int wm = 1;
   bool stream = false;
+  bool wgmma = false;
+  int tn = 64;  // output channels per tile; 128 on wgmma with wm 1 (each input chunk feeds twice the outputs)
 };
 // "" when qconv_mma in `shape` runs `p`; otherwise why not.
 std::string mma_refusal(const Plan& p, MmaShape shape);

@@ -147,6 +147,19 @@ int resident_ctas(const void* fn, int threads, int smem, const char* what) {
   return per_sm * sms;
 }
 
+bool current_device_is_sm90(std::string& why) {
+  int dev = 0, major = 0, minor = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess) {
+    cudaGetLastError();
+    return why = "no CUDA device to query", false;
+  }
+  if (major != 9 || minor != 0)
+    return why = "the GPU is sm_" + std::to_string(major) + std::to_string(minor) + ", not sm_90", false;
+  return true;
+}
+
 std::vector<int64_t> strides_of(const ir::Value& v) {
   const size_t r = v.dims.size();
   std::vector<int64_t> s(r, 1);

@@ -1,9 +1,11 @@
-// kiln::QConv on qconv_mma (int8 mma.sync implicit GEMM, qconv_mma.cu)
-// against the CPU QConv kernel, next to every other tactic offered for the
-// same node (qconv_check.h: layout mixes, tolerances). The tactic must be
-// offered channels-last wherever it applies (groups 1, C and K multiples of
-// 64, int8 or fp16 Y and Z; resident weights as deep as they fit, streamed
-// ones for R*S*C >= 512) and nowhere else.
+// kiln::QConv on qconv_mma (int8 mma.sync implicit GEMM, qconv_mma.cu) and
+// qconv_wgmma (the same kernel on wgmma, sm90a/qconv_wgmma.cu) against the
+// CPU QConv kernel, next to every other tactic offered for the same node
+// (qconv_check.h: layout mixes, tolerances). The tactics must be offered
+// channels-last wherever they apply (groups 1, C and K multiples of 64, int8
+// or fp16 Y and Z; resident weights as deep as they fit, streamed ones for
+// R*S*C >= 512; wgmma on compute capability 9.0, with the same tiles) and
+// nowhere else.
 #include <gtest/gtest.h>
 
 #include <memory>
@@ -43,13 +45,32 @@ QCase three_by_three(const char* name, int64_t n, int64_t c, int64_t hw, int64_t
 }
 
 // check_case compares every offered tactic with the CPU reference; this
-// says which of the qconv_mma tactics were among them.
+// says which of the qconv_mma tactics were among them, after checking that
+// the wgmma family offered the same tiles on sm_90 and none elsewhere, and
+// 128-channel tiles where K allows.
 struct Offered {
   bool m128, m256, m128s, m256s;
+  bool operator==(const Offered& o) const {
+    return m128 == o.m128 && m256 == o.m256 && m128s == o.m128s && m256s == o.m256s;
+  }
 };
+bool wgmma_device() {
+  std::string why;
+  return cuda::current_device_is_sm90(why);
+}
 Offered mma_tiles(const QCase& c) {
   const auto ran = check_case(c);
-  return {ran.count(kM128) > 0, ran.count(kM256) > 0, ran.count(kM128s) > 0, ran.count(kM256s) > 0};
+  auto family = [&](const std::string& f) {
+    return Offered{ran.count(f + ":m128") > 0, ran.count(f + ":m256") > 0, ran.count(f + ":m128s") > 0,
+                   ran.count(f + ":m256s") > 0};
+  };
+  const Offered o = family("qconv_mma");
+  const bool wg = wgmma_device();
+  EXPECT_TRUE(family("qconv_wgmma") == (wg ? o : Offered{})) << c.name;
+  // 128 output channels per tile: wgmma only, where K is a multiple of 128.
+  const bool n128 = ran.count("qconv_wgmma:m128n128") + ran.count("qconv_wgmma:m128n128s") > 0;
+  EXPECT_EQ(n128, wg && c.k % 128 == 0 && (o.m128 || o.m128s)) << c.name;
+  return o;
 }
 // Both resident tiles; and the streamed ones too where R*S*C >= 512.
 bool offers_mma(const QCase& c) {
@@ -107,7 +128,7 @@ TEST(CudaQConvMma, Fp16OutputsAndResiduals) {
   EXPECT_TRUE(offers_mma(c));
   // C = 192: three chunks per tile, so the 256-pixel tile's fp16 residual
   // slots fit in shared memory too.
-  c = one_by_one("1x1 6x6 C192 K64 fp16 Z leaky fp16 out", 2, 192, 6, 64, 306);
+  c = one_by_one("1x1 6x6 C192 K128 fp16 Z leaky fp16 out", 2, 192, 6, 128, 306);
   c.z = DataType::kFloat16;
   c.to = DataType::kFloat16;
   c.act = "LeakyRelu";
@@ -119,7 +140,7 @@ TEST(CudaQConvMma, Fp16OutputsAndResiduals) {
   c = one_by_one("1x1 5x5 C128 K128 fp16 Z relu int8 out", 3, 128, 5, 128, 307);
   c.z = DataType::kFloat16;
   EXPECT_TRUE(offers_mma(c));
-  c = three_by_three("3x3 pad 1 C64 K64 int8 Z relu fp16 out", 2, 64, 7, 64, 308);
+  c = three_by_three("3x3 pad 1 C64 K128 int8 Z relu fp16 out", 2, 64, 7, 128, 308);
   c.z = DataType::kInt8;
   c.to = DataType::kFloat16;
   EXPECT_TRUE(offers_mma(c));
@@ -132,32 +153,35 @@ TEST(CudaQConvMma, SmallerNodeKeepsALargerOnesSharedMemory) {
   KILN_REQUIRE_GPU();
   qconv_check::Built big = qconv_check::build(one_by_one("1x1 C512", 1, 512, 4, 64, 320));
   qconv_check::Built small = qconv_check::build(one_by_one("1x1 C64", 1, 64, 4, 64, 321));
-  auto mma_kernel = [](qconv_check::Built& b) -> std::unique_ptr<cuda::Kernel> {
+  auto mma_kernel = [](qconv_check::Built& b, const std::string& name) -> std::unique_ptr<cuda::Kernel> {
     b.node->inputs[0]->layout = b.node->outputs[0]->layout = ir::Layout::kNHWC;
     for (const cuda::Tactic& t : cuda::Registry::global().tactics(*b.node))
-      if (t.name == kM128) return t.make();
+      if (t.name == name) return t.make();
     return nullptr;
   };
-  std::unique_ptr<cuda::Kernel> kb = mma_kernel(big), ks = mma_kernel(small);
-  ASSERT_TRUE(kb && ks);
-  std::vector<cuda::DevicePtr> keep;
-  std::vector<const void*> in;
-  for (size_t i = 0; i < big.node->inputs.size(); ++i) {
-    const ir::Value* v = big.node->inputs[i];
-    if (!v || !big.host[i]) {
-      in.push_back(nullptr);
-      continue;
+  for (const std::string& name : {std::string(kM128), std::string("qconv_wgmma:m128")}) {
+    if (name != kM128 && !wgmma_device()) continue;
+    std::unique_ptr<cuda::Kernel> kb = mma_kernel(big, name), ks = mma_kernel(small, name);
+    ASSERT_TRUE(kb && ks);
+    std::vector<cuda::DevicePtr> keep;
+    std::vector<const void*> in;
+    for (size_t i = 0; i < big.node->inputs.size(); ++i) {
+      const ir::Value* v = big.node->inputs[i];
+      if (!v || !big.host[i]) {
+        in.push_back(nullptr);
+        continue;
+      }
+      const std::vector<uint8_t> bytes = test::to_layout(*big.host[i], *v);
+      keep.push_back(cuda::upload(bytes.data(), bytes.size()));
+      in.push_back(keep.back().get());
     }
-    const std::vector<uint8_t> bytes = test::to_layout(*big.host[i], *v);
-    keep.push_back(cuda::upload(bytes.data(), bytes.size()));
-    in.push_back(keep.back().get());
+    const ir::Value& y = *big.node->outputs[0];
+    std::vector<uint8_t> out(size_t(ir::numel_of(y.dims)) * dtype_size(y.dtype));
+    cuda::DevicePtr yd = cuda::device_alloc(out.size());
+    ASSERT_NO_THROW(kb->enqueue(in, {yd.get()}, cuda::Launch{}));
+    ASSERT_EQ(cudaMemcpy(out.data(), yd.get(), out.size(), cudaMemcpyDeviceToHost), cudaSuccess);
+    qconv_check::compare(test::from_layout(out, y), big.ref, 1e-5, name + ": C512 after C64");
   }
-  const ir::Value& y = *big.node->outputs[0];
-  std::vector<uint8_t> out(size_t(ir::numel_of(y.dims)) * dtype_size(y.dtype));
-  cuda::DevicePtr yd = cuda::device_alloc(out.size());
-  ASSERT_NO_THROW(kb->enqueue(in, {yd.get()}, cuda::Launch{}));
-  ASSERT_EQ(cudaMemcpy(out.data(), yd.get(), out.size(), cudaMemcpyDeviceToHost), cudaSuccess);
-  qconv_check::compare(test::from_layout(out, y), big.ref, 1e-5, "C512 after C64");
 }
 
 // ResNet's 3x3s: layer1 (C = 64, pad 1) with 9 taps of one chunk each,

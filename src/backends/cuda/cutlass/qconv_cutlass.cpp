@@ -49,20 +49,6 @@ const std::vector<const QConvTile*>& tiles() {
   return t;
 }
 
-// sm_90a machine code runs on compute capability 9.0 only.
-bool current_device_is_sm90(std::string& why) {
-  int dev = 0, major = 0, minor = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess ||
-      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
-      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess) {
-    cudaGetLastError();
-    return why = "no CUDA device to query", false;
-  }
-  if (major != 9 || minor != 0)
-    return why = "the GPU is sm_" + std::to_string(major) + std::to_string(minor) + ", not sm_90", false;
-  return true;
-}
-
 // What the kernels need beyond the plan.
 struct CutlassPlan {
   qconv::Plan q;

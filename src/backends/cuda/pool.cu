@@ -15,6 +15,8 @@
 //   global_warp      one warp per (n, c) plane
 //   global_block     one block per (n, c) plane: large planes, few channels
 //   global_channels  32 channels x 16 spatial slices per block (channels-last)
+//   global_channels_vec  channels-last X and Y, C a multiple of 16 bytes: one
+//                    16-byte channel group of one image per thread
 #include <cuda_fp16.h>
 
 #include <algorithm>
@@ -438,6 +440,29 @@ template <typename T> __global__ void global_channels(const T* __restrict__ x, T
   }
 }
 
+// One thread per 16-byte channel group of one image: each step over the
+// plane is one vector load, and a warp reads 512 contiguous bytes.
+template <typename T> __global__ void global_channels_vec(const T* __restrict__ x, T* __restrict__ y, GlobalParams p) {
+  constexpr int V = 16 / sizeof(T);
+  const int64_t groups = p.C / V, total = p.N * groups;
+  for (int64_t i = gthread(); i < total; i += gthreads()) {
+    const int64_t n = i / groups, c = (i - n * groups) * V;
+    const T* xp = x + n * p.xn + c;
+    float acc[V], f[V];
+#pragma unroll
+    for (int k = 0; k < V; ++k) acc[k] = g_init(p.kind);
+#pragma unroll 4
+    for (int64_t s = 0; s < p.S; ++s) {
+      load16(xp + s * p.xstep, f);
+#pragma unroll
+      for (int k = 0; k < V; ++k) acc[k] = g_comb(p.kind, acc[k], g_tap(p, f[k]));
+    }
+#pragma unroll
+    for (int k = 0; k < V; ++k) f[k] = g_finish(p, xp + k, acc[k]);
+    store16(y + n * p.yn + c, f);
+  }
+}
+
 class GlobalKernel : public Kernel {
  public:
   GlobalKernel(const GlobalParams& p, bool half, int shape) : p_(p), half_(half), shape_(shape) {}
@@ -454,6 +479,8 @@ class GlobalKernel : public Kernel {
       global_warp<T><<<grid_for(planes, 8), 256, 0, s>>>(x, y, p_);
     } else if (shape_ == 1) {
       global_block<T><<<grid_for(planes, 1), 256, 0, s>>>(x, y, p_);
+    } else if (shape_ == 3) {
+      global_channels_vec<T><<<grid_for(planes / (16 / int64_t(sizeof(T)))), 256, 0, s>>>(x, y, p_);
     } else {
       const dim3 grid(unsigned((p_.C + 31) / 32), unsigned(p_.N < 65535 ? p_.N : 65535));
       global_channels<T><<<grid, dim3(32, kSlices), 0, s>>>(x, y, p_);
@@ -507,6 +534,11 @@ std::vector<Tactic> global_tactics(const ir::Node& n, std::string* why, Kind kin
   add("global_warp", 0);
   if (p.S >= 1024) add("global_block", 1);
   add("global_channels", 2);
+  // Channels contiguous in both tensors, whole 16-byte groups, planes of
+  // whole groups apart.
+  const int64_t v = half ? 8 : 4;
+  if (p.xc == 1 && p.yc == 1 && p.C % v == 0 && (p.S == 1 || p.xstep == p.C) && p.xn % v == 0 && p.yn % v == 0)
+    add("global_channels_vec", 3);
   return t;
 }
 

@@ -26,7 +26,9 @@ int staged_residuals(const Plan& p, int stages) {
   return p.has_z ? z_slots_for(int(p.r * p.s * p.c / kChunk), stages) : 0;
 }
 int z_kind_of(const Plan& p) { return !p.has_z ? kZNone : p.z == DataType::kInt8 ? kZInt8 : kZHalf; }
-int y_kind_of(const Plan& p) { return p.y == DataType::kInt8 ? kYInt8 : kYHalf; }
+int y_kind_of(const Plan& p) {
+  return p.y == DataType::kInt8 ? kYInt8 : p.y == DataType::kFloat16 ? kYHalf : kYFloat;
+}
 int smem_for(const Plan& p, MmaShape shape, int stages) {
   return smem_bytes(128 * shape.wm, shape.tn, stages, shape.stream, int(p.r * p.s * p.c),
                     staged_residuals(p, stages), z_kind_of(p), y_kind_of(p), shape.wgmma);
@@ -140,7 +142,8 @@ std::string mma_refusal(const Plan& p, MmaShape shape) {
   if (p.k % kChunk != 0) return "output channels not a multiple of 64";
   if (shape.tn != 64 && !(shape.tn == 128 && shape.wgmma && shape.wm == 1)) return "no such tile";
   if (p.k % shape.tn != 0) return "output channels not a multiple of the tile's 128";
-  if (p.y != DataType::kInt8 && p.y != DataType::kFloat16) return "output neither int8 nor fp16";
+  if (p.y != DataType::kInt8 && p.y != DataType::kFloat16 && p.y != DataType::kFloat32)
+    return "output not int8, fp16 or fp32";
   if (p.has_z && p.z != DataType::kInt8 && p.z != DataType::kFloat16) return "residual neither int8 nor fp16";
   if (!packed_nhwc(p.xs, p.c, p.h, p.w) || !packed_nhwc(p.ys, p.k, p.p, p.q) ||
       (p.has_z && !packed_nhwc(p.zs, p.k, p.p, p.q)))

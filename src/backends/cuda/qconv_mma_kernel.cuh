@@ -85,7 +85,8 @@ inline int z_slots_for(int chunks_per_tile, int stages) {
 }
 // Bytes per staged residual row (int8 or fp16).
 __host__ __device__ inline int z_row_bytes(int z_kind, int tn) { return tn * (z_kind == kZHalf ? 2 : 1) + 16; }
-__host__ __device__ inline int out_row_bytes(int y_kind, int tn) { return tn * (y_kind == kYInt8 ? 1 : 2) + 16; }
+__host__ __device__ inline int y_size(int y_kind) { return y_kind == kYInt8 ? 1 : y_kind == kYHalf ? 2 : 4; }
+__host__ __device__ inline int out_row_bytes(int y_kind, int tn) { return tn * y_size(y_kind) + 16; }
 // wgmma reads its operands through 512-byte-aligned descriptors: resident
 // weights are chunk-major tn x 64 blocks swizzled like X (no row padding),
 // and the base is aligned at run time (hence the slack).
@@ -231,8 +232,10 @@ __device__ __forceinline__ void finish_pair(const MmaArgs& a, const int* acc, fl
       v1 *= a.inv_y;
     }
     *reinterpret_cast<uint16_t*>(orow + col) = uint16_t(to_s8(v0) | to_s8(v1) << 8);
-  } else {
+  } else if (yk == kYHalf) {
     *reinterpret_cast<__half2*>(orow + 2 * col) = __floats2half2_rn(v0, v1);
+  } else {
+    *reinterpret_cast<float2*>(orow + 4 * col) = make_float2(v0, v1);
   }
 }
 
@@ -409,8 +412,8 @@ __global__ void __launch_bounds__(kThreads, WM * TN == 64 ? 3 : 2) qconv_mma(con
   const int b_off[2] = {a.stream ? x_unit(b_row, b_unit) : b_unit * 16,
                         a.stream ? x_unit(b_row, 2 + b_unit) : 32 + b_unit * 16};  // k bytes 0-31, 32-63
 
-  const int esize = (V::kY >= 0 ? V::kY : a.y_kind) == kYInt8 ? 1 : 2;
-  const int vec_shift = (TN == 128) + (esize == 1 ? 2 : 3);  // log2 of the 16-byte vectors per staging row
+  const int esize = y_size(V::kY >= 0 ? V::kY : a.y_kind);
+  const int vec_shift = (TN == 128) + (esize == 1 ? 2 : esize == 2 ? 3 : 4);  // log2 of the 16-byte vectors per row
   int lt = 0, kc = 0, stage = 0, zslot = 0;
   for (int j = 0; j < total; ++j) {
     if (a.stages == 3) cp_async_wait<1>();

@@ -230,6 +230,7 @@ TEST(CudaQConvBench, DISABLED_Int8AgainstFp16Timings) {
       {"/layer2.0/downsample 1x1/2 256->512", 256, 56, 56, 512, 1, 2, 0, false, DataType::kInt8},
       {"/layer3.x/conv2 3x3 256->256", 256, 14, 14, 256, 3, 1, 1, false, DataType::kInt8},
       {"/layer3.x/conv3 1x1 256->1024 +Z", 256, 14, 14, 1024, 1, 1, 0, true, DataType::kInt8},
+      {"/layer4.x/conv2 3x3 512->512", 512, 7, 7, 512, 3, 1, 1, false, DataType::kInt8},
       {"/layer4.2/conv3 1x1 512->2048 +Z fp16", 512, 7, 7, 2048, 1, 1, 0, true, DataType::kFloat16},
   };
   time_layers(layers);

@@ -116,9 +116,9 @@ TEST(CudaQConvMma, Stride2Downsample) {
   EXPECT_TRUE(offers_mma(c));
 }
 
-// fp16 outputs with an int8 and with an fp16 residual; Clip and LeakyRelu
-// take the generic activation path.
-TEST(CudaQConvMma, Fp16OutputsAndResiduals) {
+// fp16 and fp32 outputs with an int8 and with an fp16 residual; Clip and
+// LeakyRelu take the generic activation path.
+TEST(CudaQConvMma, FloatOutputsAndResiduals) {
   KILN_REQUIRE_GPU();
   QCase c = one_by_one("1x1 7x7 C128 K192 int8 Z clip fp16 out", 2, 128, 7, 192, 305);
   c.z = DataType::kInt8;
@@ -143,6 +143,17 @@ TEST(CudaQConvMma, Fp16OutputsAndResiduals) {
   c = three_by_three("3x3 pad 1 C64 K128 int8 Z relu fp16 out", 2, 64, 7, 128, 308);
   c.z = DataType::kInt8;
   c.to = DataType::kFloat16;
+  EXPECT_TRUE(offers_mma(c));
+  // fp32 outputs (an INT8 conv read by an FP32 layer): with an int8
+  // residual and ReLU, and with no residual and the generic path.
+  c = one_by_one("1x1 6x6 C128 K256 int8 Z relu fp32 out", 2, 128, 6, 256, 309);
+  c.z = DataType::kInt8;
+  c.to = DataType::kFloat32;
+  EXPECT_TRUE(offers_mma(c));
+  c = three_by_three("3x3 pad 1 C64 K64 leaky fp32 out", 1, 64, 5, 64, 314);
+  c.to = DataType::kFloat32;
+  c.act = "LeakyRelu";
+  c.act_params = {0.2f};
   EXPECT_TRUE(offers_mma(c));
 }
 
@@ -234,8 +245,8 @@ TEST(CudaQConvMma, DeclinesWhatItDoesNotCover) {
   c = three_by_three("grouped 3x3", 1, 128, 6, 64, 313);
   c.group = 2;
   EXPECT_TRUE(offers_no_mma(c));
-  c = one_by_one("1x1 fp32 out", 1, 64, 6, 64, 315);
-  c.to = DataType::kFloat32;
+  c = one_by_one("1x1 fp32 Z", 1, 64, 6, 64, 315);
+  c.z = DataType::kFloat32;
   EXPECT_TRUE(offers_no_mma(c));
 }
 

@@ -112,27 +112,19 @@ __device__ __forceinline__ uint64_t wg_desc(const void* p) {
   const uint32_t a = static_cast<uint32_t>(__cvta_generic_to_shared(p));
   return uint64_t((a >> 4) & 0x3FFF) | uint64_t(1) << 16 | uint64_t(kWgAlign >> 4) << 32 | uint64_t(2) << 62;
 }
-__device__ __forceinline__ void wg_fence() {
+// One-instruction sm_90a statements; empty in the sm_90 build, which
+// instantiates no caller.
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+#define KILN_SM90A_ASM(text) asm volatile(text ::: "memory")
+#else
+#define KILN_SM90A_ASM(text)
 #endif
-}
-__device__ __forceinline__ void wg_commit() {
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
-#endif
-}
-__device__ __forceinline__ void wg_wait_all() {
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
-#endif
-}
+__device__ __forceinline__ void wg_fence() { KILN_SM90A_ASM("wgmma.fence.sync.aligned;\n"); }
+__device__ __forceinline__ void wg_commit() { KILN_SM90A_ASM("wgmma.commit_group.sync.aligned;\n"); }
+__device__ __forceinline__ void wg_wait_all() { KILN_SM90A_ASM("wgmma.wait_group.sync.aligned 0;\n"); }
 // cp.async writes go through the generic proxy, wgmma reads through the async one.
-__device__ __forceinline__ void fence_proxy_async() {
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-#endif
-}
+__device__ __forceinline__ void fence_proxy_async() { KILN_SM90A_ASM("fence.proxy.async.shared::cta;\n"); }
+#undef KILN_SM90A_ASM
 // d (64 x N int32 of the warpgroup; this thread's N / 2, the m16n8 C
 // fragment layout over N / 8 column blocks, rows 16 * (warp % 4) + lane / 4
 // (+ 8)) = (accumulate ? d : 0) + A (64 rows x 32 bytes) * B (N rows x 32 bytes)^T.

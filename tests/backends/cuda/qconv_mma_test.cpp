@@ -2,10 +2,10 @@
 // qconv_wgmma (the same kernel on wgmma, sm90a/qconv_wgmma.cu) against the
 // CPU QConv kernel, next to every other tactic offered for the same node
 // (qconv_check.h: layout mixes, tolerances). The tactics must be offered
-// channels-last wherever they apply (groups 1, C and K multiples of 64, int8
-// or fp16 Y and Z; resident weights as deep as they fit, streamed ones for
-// R*S*C >= 512; wgmma on compute capability 9.0, with the same tiles) and
-// nowhere else.
+// channels-last wherever they apply (groups 1, C and K multiples of 64, int8,
+// fp16 or fp32 Y, int8 or fp16 Z; resident weights as deep as they fit,
+// streamed ones for R*S*C >= 512; wgmma on compute capability 9.0, with the
+// same tiles) and nowhere else.
 #include <gtest/gtest.h>
 
 #include <memory>

@@ -42,11 +42,11 @@
 
 namespace kiln::cuda::qconv::mma {
 
-constexpr int kThreads = 256;  // 8 warps, 16 * WM pixels each
-// Output channels per tile (TN): 64, or 128 on wgmma; a tile has 128 * WM output pixels.
+constexpr int kThreads = 256;  // 8 warps; a tile: 128 * WM pixels x TN (64, or 128 on wgmma) channels
 constexpr int kChunk = 64;                // input channels per pipeline stage
 // Staged X rows are 64 bytes, their four 16-byte units XOR-swizzled by row
-// bits 1-2 so that the 8 rows of an ldmatrix fall in distinct banks.
+// bits 1-2 so that the 8 rows of an ldmatrix fall in distinct banks; it is
+// also the layout wgmma reads with its 64-byte swizzle.
 constexpr int kRowA = kChunk;
 __host__ __device__ inline int x_unit(int row, int unit) { return (unit ^ ((row >> 1) & 3)) * 16; }
 constexpr int kMaxSmem = 227 * 1024;      // sm_90's opt-in shared memory per CTA

@@ -1,5 +1,5 @@
 // Warp-wide loads of tensor-core operand fragments from shared memory, shared
-// by the own mma.sync kernels (conv_small_channel.cu, qconv_mma.cu).
+// by the own mma.sync kernels (conv_small_channel.cu, qconv_mma_kernel.cuh).
 #pragma once
 
 #include <cstdint>

@@ -14,7 +14,7 @@
 //                 C/group a multiple of 4
 //   qconv_mma:m128 / :m256  groups 1, C and K multiples of 64, any window,
 //                 stride, pads and dilation: an implicit GEMM on int8
-//                 mma.sync (qconv_mma.cu) over tiles of 128 or 256 output
+//                 mma.sync (qconv_mma_kernel.cuh) over tiles of 128 or 256 output
 //                 pixels, the weights of 64 output channels resident in
 //                 shared memory (R*S*C up to 3x3 x 320 on 128-pixel tiles);
 //   qconv_mma:m128s / :m256s  the same with the weights streamed chunk by
@@ -105,7 +105,7 @@ DirectArgs direct_args(const Plan& p);
 void launch_direct(const DirectArgs& a, cudaStream_t s);
 void launch_dp4a(const DirectArgs& a, cudaStream_t s);
 
-// ---- qconv_mma (qconv_mma.cu) -------------------------------------------
+// ---- qconv_mma (qconv_mma.cu, kernel in qconv_mma_kernel.cuh) ----------
 
 // A qconv_mma tactic: tiles of 128 * wm output pixels (wm 1 or 2: m16
 // fragments per warp), the weights of the CTA's 64 output channels

@@ -1,4 +1,4 @@
-// kiln::QConv on qconv_mma (int8 mma.sync implicit GEMM, qconv_mma.cu) and
+// kiln::QConv on qconv_mma (int8 mma.sync implicit GEMM, qconv_mma_kernel.cuh) and
 // qconv_wgmma (the same kernel on wgmma, sm90a/qconv_wgmma.cu) against the
 // CPU QConv kernel, next to every other tactic offered for the same node
 // (qconv_check.h: layout mixes, tolerances). The tactics must be offered

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "backends/cuda/common.h"
+#include "backends/cuda/qconv.h"
 #include "backends/cuda/qconv_check.h"
 
 namespace kiln {
@@ -234,6 +235,47 @@ TEST(CudaQConvMma, DeepReductionsKeepWeightsResidentWhereTheyFit) {
   o = mma_tiles(c);
   EXPECT_TRUE(o.m128s && o.m256s);
   EXPECT_FALSE(o.m128 || o.m256);
+}
+
+// Which tiles a node gets is host arithmetic (shapes, dtypes, shared memory
+// against sm_90's 227 KB per CTA), checked without a GPU.
+TEST(CudaQConvMma, TileRefusalsNeedNoDevice) {
+  using cuda::qconv::MmaShape;
+  auto packed = [](int64_t* st, int64_t ch, int64_t hw) {
+    st[0] = hw * hw * ch, st[1] = 1, st[2] = hw * ch, st[3] = ch;
+  };
+  auto plan = [&](int64_t c, int64_t k, int64_t rs) {
+    cuda::qconv::Plan p;
+    p.n = 2, p.c = c, p.h = p.w = p.p = p.q = 8, p.k = k, p.r = p.s = rs;
+    p.pad[0] = p.pad[1] = p.pad_end[0] = p.pad_end[1] = rs / 2;
+    packed(p.xs, c, 8);
+    packed(p.ys, k, 8);
+    packed(p.zs, k, 8);
+    return p;
+  };
+  auto runs = [](const cuda::qconv::Plan& p, MmaShape s) { return cuda::qconv::mma_refusal(p, s).empty(); };
+  const MmaShape wg64{1, false, true, 64}, wg128{1, false, true, 128}, wg128s{1, true, true, 128};
+  // 128-channel tiles: wgmma with 128-pixel tiles only, K a multiple of 128.
+  cuda::qconv::Plan p = plan(64, 192, 1);
+  EXPECT_TRUE(runs(p, wg64));
+  EXPECT_FALSE(runs(p, wg128));
+  p = plan(64, 256, 1);
+  EXPECT_TRUE(runs(p, wg128));
+  EXPECT_FALSE(runs(p, MmaShape{2, false, true, 128}));
+  EXPECT_FALSE(runs(p, MmaShape{1, false, false, 128}));
+  // Outputs int8, fp16 or fp32; residuals int8 or fp16.
+  p.y = DataType::kFloat32;
+  EXPECT_TRUE(runs(p, MmaShape{}) && runs(p, wg128));
+  p.has_z = true;
+  p.z = DataType::kFloat16;
+  EXPECT_TRUE(runs(p, MmaShape{}));
+  p.z = DataType::kFloat32;
+  EXPECT_FALSE(runs(p, MmaShape{}) || runs(p, wg128));
+  // A 3x3 over 256 channels: 128 x 2304 resident weight bytes exceed shared
+  // memory, 64 x 2304 fit; streamed weights fit either way.
+  p = plan(256, 256, 3);
+  EXPECT_FALSE(runs(p, wg128));
+  EXPECT_TRUE(runs(p, wg128s) && runs(p, wg64));
 }
 
 TEST(CudaQConvMma, DeclinesWhatItDoesNotCover) {

@@ -213,13 +213,13 @@ std::vector<Tactic> own_tactics(const ir::Node& n, std::string* why) {
   t.push_back({"qconv_direct", [p] { return std::unique_ptr<Kernel>(new DirectKernel(*p, false)); }});
   if (p->xs[1] == 1 && (p->c / p->group) % 4 == 0)
     t.push_back({"qconv_dp4a", [p] { return std::unique_ptr<Kernel>(new DirectKernel(*p, true)); }});
-  // Streamed weights pay an L2 read per tile: offered where resident ones
-  // take enough shared memory to cost warps.
   // wgmma: the same tiles on Hopper's warpgroup mma (sm_90a machine code).
   std::string not_sm90;
   const bool sm90 = current_device_is_sm90(not_sm90);
   for (bool wgmma : {false, true}) {
     if (wgmma && !sm90) continue;
+    // Streamed weights pay an L2 read per tile: offered where resident ones
+    // take enough shared memory to cost warps.
     for (bool stream : {false, true}) {
       if (stream && p->r * p->s * p->c < 512) continue;
       // Tiles of 128 or 256 pixels x 64 output channels; on wgmma also 128 x 128.

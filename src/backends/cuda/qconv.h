@@ -108,7 +108,7 @@ void launch_dp4a(const DirectArgs& a, cudaStream_t s);
 // ---- qconv_mma (qconv_mma.cu, kernel in qconv_mma_kernel.cuh) ----------
 
 // A qconv_mma tactic: tiles of 128 * wm output pixels (wm 1 or 2: m16
-// fragments per warp), the weights of the CTA's 64 output channels
+// fragments per warp) x tn output channels, the weights of those channels
 // resident in shared memory or streamed with the input chunk by chunk, and
 // mma.sync or (sm_90a, compute capability 9.0 only) wgmma.
 struct MmaShape {

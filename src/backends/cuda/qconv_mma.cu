@@ -152,7 +152,8 @@ std::string mma_refusal(const Plan& p, MmaShape shape) {
   if (p.h * p.w * p.c >= INT_MAX) return "one image of X over 2 GiB";
   if (smem_for(p, shape, 3) > kMaxSmem)
     return shape.stream ? "the pipeline exceeds shared memory"
-                        : "R*S*C too deep: the weights of 64 output channels and the pipeline exceed shared memory";
+                        : "R*S*C too deep: the weights of " + std::to_string(shape.tn) +
+                              " output channels and the pipeline exceed shared memory";
   return "";
 }
 
